@@ -109,3 +109,26 @@ __all__ = [
     "DownloadError", "OfflineError", "NotInstalledError", "InstallError",
     "GobblerError", "GobblerNotFoundError",
 ]
+
+
+class PlatformError(ArtifactError, ValueError):
+    """A platform triplet or tag is invalid (Julia's ``ArgumentError`` there).
+
+    ``tag`` names the offending tag and ``char`` the forbidden character, when known.
+    """
+
+    def __init__(self, message: str, tag: Optional[str] = None,
+                 char: Optional[str] = None) -> None:
+        self.tag, self.char = tag, char
+        super().__init__(message)
+
+
+__all__ += ["PlatformError"]
+
+
+class UnsupportedArchiveError(ArtifactError, ValueError):
+    """An archive format, compression or file type that artifacts-py cannot handle
+    (e.g. zstd without the optional ``zstandard`` package, lz4, a FIFO to archive)."""
+
+
+__all__ += ["UnsupportedArchiveError"]

@@ -1,0 +1,155 @@
+"""Authoring: create an artifact from a folder, add a remote tarball, publish.
+
+These are the write-side counterparts of :mod:`artifacts_py.core`; their
+names and return shapes follow fetch-artifacts so that switching is a
+one-line import change.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+from . import depot
+from .errors import ArtifactError
+from .treehash import compute_git_tree_sha1
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+_SUFFIX = {"gz": ".tar.gz", "gzip": ".tar.gz", "bz2": ".tar.bz2", "bzip2": ".tar.bz2",
+           "xz": ".tar.xz", "zst": ".tar.zst", "zstd": ".tar.zst", "none": ".tar", "tar": ".tar"}
+
+
+def create_artifact(directory: PathLike, archive_path: Optional[PathLike] = None,
+                    compression: str = "gz") -> Dict[str, str]:
+    """Hash a folder as an artifact and, with ``archive_path``, pack it.
+
+    Returns ``{"git_tree_sha1": ...}`` plus, with an archive, ``"sha256"`` and
+    ``"archive_path"``. The archive is deterministic: the same folder always
+    gives the same bytes, and it holds the folder's content (no wrapper dir).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NotADirectoryError(f"{directory}: not a directory; create_artifact packs a folder")
+    if compression not in _SUFFIX:
+        raise ValueError(f"unknown compression {compression!r}; use one of gz, bz2, xz, zst, none")
+    result = {"git_tree_sha1": compute_git_tree_sha1(directory)}
+    if archive_path is not None:
+        from .archives import create_archive
+
+        result["sha256"] = create_archive(directory, archive_path, compression)
+        result["archive_path"] = str(archive_path)
+    return result
+
+
+def _fetch_tarball(url: str, *, progress: Optional[bool]) -> Dict[str, Any]:
+    """Download ``url`` once, unpack it into the depot, return its hashes and path."""
+    from . import archives, download
+
+    tarball = depot.new_download_path()
+    try:
+        got = download.download(url, tarball, progress=progress)
+        path = depot.persist(lambda tmp: archives.extract_tarball(tarball, tmp))
+    finally:
+        try:
+            os.unlink(tarball)
+        except FileNotFoundError:
+            pass
+    return {"git_tree_sha1": path.name, "sha256": got.sha256, "url": url, "path": path,
+            "size": got.size}
+
+
+def query_artifact_info(url: str, compute_tree_hash: bool = True) -> Dict[str, Any]:
+    """Download a tarball and report ``sha256``, ``url`` and ``git_tree_sha1``.
+
+    The unpacked tree is kept in the depot, so a later ``artifact()`` is a hit.
+    """
+    info = _fetch_tarball(url, progress=None)
+    out = {"sha256": info["sha256"], "url": url}
+    if compute_tree_hash:
+        out["git_tree_sha1"] = info["git_tree_sha1"]
+    return out
+
+
+def _check_not_bound(toml_path: Path, name: str, force: bool) -> None:
+    if force or not toml_path.exists():
+        return
+    from .binding import BindingExistsError
+    from .tomlmodel import load_file
+
+    f = load_file(toml_path)
+    if name in f:
+        raise BindingExistsError(f"{toml_path}: artifact {name!r} is already bound; "
+                                 "pass force=True (or --force) to re-bind it")
+
+
+def resolve_source(tarball_url: Optional[str] = None, *, project: Optional[str] = None,
+                   asset: Optional[str] = None, version: Optional[str] = None,
+                   url: Optional[str] = None, registry: Optional[str] = None,
+                   progress: Optional[bool] = None) -> Dict[str, Any]:
+    """Install a tarball URL or a Gobbler version and describe it for binding.
+
+    Returns ``git_tree_sha1`` and ``path``, plus ``sha256``/``url`` for a
+    tarball or ``gobbler`` (the table to bind) for a Gobbler version.
+    """
+    if tarball_url is not None:
+        if project is not None:
+            raise ValueError("give either a tarball URL or project/asset/version, not both")
+        return _fetch_tarball(tarball_url, progress=progress)
+    if project is None or asset is None:
+        raise ValueError("need a tarball URL, or a Gobbler project and asset")
+    from .gobbler_source import pin_version
+
+    return pin_version(project, asset, version, url=url, registry=registry, progress=progress)
+
+
+def bind_resolved(toml_path: PathLike, name: str, info: Dict[str, Any], *, lazy: bool = False,
+                  force: bool = False) -> None:
+    """Bind what :func:`resolve_source` returned."""
+    from .binding import bind_artifact
+
+    if "gobbler" in info:
+        bind_artifact(toml_path, name, info["git_tree_sha1"], lazy=lazy, force=force,
+                      gobbler=info["gobbler"])
+    else:
+        bind_artifact(toml_path, name, info["git_tree_sha1"], info["url"], info["sha256"],
+                      lazy=lazy, force=force)
+
+
+def add_artifact(toml_path: PathLike, name: str, tarball_url: Optional[str] = None,
+                 lazy: bool = False, force: bool = False, clear: bool = True,
+                 verbose: bool = True, *, project: Optional[str] = None,
+                 asset: Optional[str] = None, version: Optional[str] = None,
+                 url: Optional[str] = None, registry: Optional[str] = None) -> Dict[str, Any]:
+    """Pin a source in an Artifacts.toml: download/install it, hash it, bind it.
+
+    Tarball form: ``add_artifact(toml, name, tarball_url)`` returns
+    ``{"git_tree_sha1", "sha256", "url", "path"}``. Gobbler form:
+    ``add_artifact(toml, name, project=..., asset=..., version=None, url=...,
+    registry=...)`` pins ``version`` (the latest when None) and returns
+    ``{"git_tree_sha1", "project", "asset", "version", "path"}``. ``clear`` is
+    accepted for compatibility: the download is always removed and the tree
+    always kept in the depot. An existing name needs ``force``.
+    """
+    toml_path = Path(toml_path)
+    _check_not_bound(toml_path, name, force)
+    info = resolve_source(tarball_url, project=project, asset=asset, version=version, url=url,
+                          registry=registry, progress=True if verbose else None)
+    bind_resolved(toml_path, name, info, lazy=lazy, force=force)
+    if "gobbler" in info:
+        g = info["gobbler"]
+        return {"git_tree_sha1": info["git_tree_sha1"], "project": g["project"],
+                "asset": g["asset"], "version": g["version"], "path": info["path"]}
+    return {k: info[k] for k in ("git_tree_sha1", "sha256", "url", "path")}
+
+
+def publish_artifact(*args: Any, **kwargs: Any) -> Dict[str, Any]:
+    """Upload a folder to Gobbler and bind it; see :func:`artifacts_py.gobbler_source.publish`."""
+    from .gobbler_source import publish
+
+    return publish(*args, **kwargs)
+
+
+__all__ = ["create_artifact", "add_artifact", "query_artifact_info", "publish_artifact",
+           "ArtifactError"]

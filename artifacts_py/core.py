@@ -1,0 +1,239 @@
+"""Resolution: ``artifact(name)`` and friends.
+
+The warm path (an installed artifact) is: find the Artifacts.toml (cached per
+calling module), re-use its parse unless its stat changed, pick the entry,
+and ``stat`` the depot directories. No hashing, no walk, no network, and no
+import of requests, tomlkit or filelock.
+
+A miss installs through :func:`artifacts_py.depot.install`, trying each
+source in order and reporting every failure in one :class:`InstallError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+from . import depot
+from .errors import (ArtifactError, ArtifactNotFoundError, InstallError, NotInstalledError,
+                     OfflineError)
+from .tomlmodel import (ArtifactEntry, ArtifactsFile, caller_file, load_file, resolve_toml)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _offline() -> bool:
+    return os.environ.get("ARTIFACTS_PY_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _split(name: str) -> Tuple[str, str]:
+    """Julia's ``artifact"Name/sub/file"``: the name and the path inside it."""
+    for sep in ("/", "\\"):
+        if sep in name:
+            head, _, rest = name.partition(sep)
+            return head, rest
+    return name, ""
+
+
+def _entry(name: str, toml: Optional[PathLike], caller: Optional[str]) -> Tuple[ArtifactsFile, ArtifactEntry]:
+    f = load_file(resolve_toml(toml, caller))
+    return f, f.entry(name)
+
+
+def artifact(name: str, toml: Optional[PathLike] = None) -> Path:
+    """The local directory of artifact ``name``, installing it if needed.
+
+    ``name`` may carry a path inside the artifact (``"Data/sub/file.csv"``).
+    ``toml`` is the Artifacts.toml (default: found next to the calling module,
+    see :func:`get_artifacts_toml`).
+    """
+    base, sub = _split(name)
+    f, entry = _entry(base, toml, caller_file() if toml is None else None)
+    path = depot.find_installed(entry.git_tree_sha1)
+    if path is None:
+        path = install_entry(entry)
+    depot.record_usage(f.path)
+    return path / sub if sub else path
+
+
+def ensure_artifact_installed(name: str, toml: Optional[PathLike] = None, *,
+                              progress: Optional[bool] = None) -> Path:
+    """Install artifact ``name`` if it is missing; return its directory."""
+    f, entry = _entry(name, toml, caller_file() if toml is None else None)
+    path = depot.find_installed(entry.git_tree_sha1) or install_entry(entry, progress=progress)
+    depot.record_usage(f.path)
+    return path
+
+
+def ensure_all_artifacts_installed(toml: Optional[PathLike] = None, include_lazy: bool = False,
+                                   *, progress: Optional[bool] = None) -> Dict[str, Path]:
+    """Install every (non-lazy, unless ``include_lazy``) artifact of a file."""
+    f = load_file(resolve_toml(toml, caller_file() if toml is None else None))
+    out = {}
+    for name in f.names():
+        entry = f.entry(name)
+        if entry.lazy and not include_lazy:
+            continue
+        out[name] = depot.find_installed(entry.git_tree_sha1) or install_entry(entry, progress=progress)
+    depot.record_usage(f.path)
+    return out
+
+
+def install_entry(entry: ArtifactEntry, *, progress: Optional[bool] = None) -> Path:
+    """Install ``entry`` from its sources, in order; all failures in one error."""
+    from .sources import sources_for
+
+    where = f"artifact {entry.name!r} ({entry.git_tree_sha1}) from {entry.toml_path}"
+    sources = sources_for(entry, progress=progress)
+    if not sources:
+        raise NotInstalledError(
+            f"{where} is not installed and has no source: add a [{entry.name}.gobbler] table "
+            f"or a [[{entry.name}.download]] mirror (`artifacts add`)")
+    offline = _offline()
+    failures: List[Tuple[str, BaseException]] = []
+    for source in sources:
+        if offline and source.network:
+            failures.append((source.label, OfflineError(
+                "skipped: ARTIFACTS_PY_OFFLINE is set and this source needs the network")))
+            continue
+        try:
+            return depot.install(entry.git_tree_sha1, source.fill, label=f"{entry.name!r} from {source.label}")
+        except (ArtifactError, OSError, ValueError) as e:
+            failures.append((source.label, e))
+    if offline and all(isinstance(e, OfflineError) for _, e in failures):
+        raise OfflineError(f"{where} is not installed, and every source needs the network "
+                           "while ARTIFACTS_PY_OFFLINE is set; unset it to download")
+    raise InstallError(f"could not install {where}; nothing was installed. Sources tried:",
+                       failures)
+
+
+def artifact_hash(name: str, toml: Optional[PathLike] = None) -> str:
+    """The ``git-tree-sha1`` bound to ``name`` for this platform."""
+    return _entry(name, toml, caller_file() if toml is None else None)[1].git_tree_sha1
+
+
+def artifact_exists(name_or_hash: str, toml: Optional[PathLike] = None) -> bool:
+    """Is the artifact installed? Takes a name, or a 40-hex tree hash. No download."""
+    from .treehash import is_sha1_hex
+
+    if is_sha1_hex(name_or_hash) and toml is None:
+        return depot.find_installed(name_or_hash) is not None
+    try:
+        tree = _entry(name_or_hash, toml, caller_file() if toml is None else None)[1].git_tree_sha1
+    except ArtifactNotFoundError:
+        if is_sha1_hex(name_or_hash):
+            return depot.find_installed(name_or_hash) is not None
+        raise
+    return depot.find_installed(tree) is not None
+
+
+def artifact_path(tree_hash: str) -> Path:
+    """Where the tree ``tree_hash`` is installed, or would be (Julia's ``artifact_path``)."""
+    from .treehash import is_sha1_hex
+
+    if not is_sha1_hex(tree_hash):
+        raise ValueError(f"{tree_hash!r} is not a 40-digit hex git-tree-sha1")
+    return depot.artifact_path(tree_hash)
+
+
+def verify_artifact(tree_hash: str, honor_overrides: bool = False) -> bool:
+    """Re-hash an installed artifact; ``False`` if absent or changed.
+
+    An overridden hash is trusted (``True``) unless ``honor_overrides``.
+    """
+    from .treehash import compute_git_tree_sha1
+
+    tree_hash = tree_hash.lower()
+    if depot.is_overridden(tree_hash) and not honor_overrides:
+        return True
+    path = depot.find_installed(tree_hash, honor_overrides=honor_overrides)
+    if path is None:
+        return False
+    return compute_git_tree_sha1(path) == tree_hash
+
+
+def remove_artifact(tree_hash: str) -> None:
+    """Delete an installed artifact from every writable depot (not overrides)."""
+    depot.remove_artifact(tree_hash)
+
+
+def clear_artifact_cache(name: Optional[str] = None, toml_path: Optional[PathLike] = None) -> None:
+    """Remove one artifact (by name) or every artifact of the first depot.
+
+    Removing by name deletes its content-addressed directory, which other
+    Artifacts.toml files may share; ``artifacts gc`` is the safe clean-up.
+    """
+    if name is None:
+        for h in depot.installed_hashes():
+            depot.remove_artifact(h)
+        return
+    caller = caller_file() if toml_path is None else None
+    depot.remove_artifact(_entry(name, toml_path, caller)[1].git_tree_sha1)
+
+
+class ArtifactManager:
+    """fetch-artifacts' manager: ``manager[name]`` is the artifact's path.
+
+    ``artifacts`` maps each well-formed name to its entry for this platform
+    (``.metadata`` holds the free keys); ``errors`` holds why the others fail.
+    """
+
+    def __init__(self, toml_path: PathLike, cache_dir: Optional[PathLike] = None,
+                 verbose: bool = False) -> None:
+        if cache_dir is not None:
+            depot.set_cache_dir(cache_dir)
+        self.toml_path = Path(toml_path)
+        self.file = load_file(self.toml_path)
+        self.verbose = verbose
+        self.artifacts: Dict[str, ArtifactEntry] = {}
+        self.errors: Dict[str, ArtifactError] = {}
+        for name in self.file.names():
+            try:
+                self.artifacts[name] = self.file.entry(name)
+            except ArtifactError as e:
+                self.errors[name] = e
+
+    def _get(self, name: str) -> ArtifactEntry:
+        if name in self.errors:
+            raise self.errors[name]
+        return self.file.entry(name)
+
+    def get_path(self, name: str, download: bool = True) -> Path:
+        """The artifact's directory; installs it unless ``download`` is False."""
+        entry = self._get(name)
+        path = depot.find_installed(entry.git_tree_sha1)
+        if path is None:
+            if not download:
+                raise NotInstalledError(
+                    f"artifact {name!r} ({entry.git_tree_sha1}) from {self.toml_path} is not "
+                    "installed; call with download=True or run `artifacts fetch`")
+            path = install_entry(entry, progress=True if self.verbose else None)
+        depot.record_usage(self.toml_path)
+        return path
+
+    __getitem__ = get_path
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.file
+
+    def exists(self, name: str) -> bool:
+        """Is ``name`` bound here and installed? (False for unknown names.)"""
+        try:
+            return depot.find_installed(self._get(name).git_tree_sha1) is not None
+        except ArtifactError:
+            return False
+
+    def clear(self, name: Optional[str] = None) -> None:
+        """Remove one installed artifact, or all of this file's."""
+        names = [name] if name is not None else list(self.artifacts)
+        for n in names:
+            if n in self.artifacts:
+                depot.remove_artifact(self.artifacts[n].git_tree_sha1)
+
+
+def load_artifacts(toml_path: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None,
+                   verbose: bool = False) -> ArtifactManager:
+    """Parse an Artifacts.toml (found as :func:`artifact` finds it when not given)."""
+    path = resolve_toml(toml_path, caller_file() if toml_path is None else None)
+    return ArtifactManager(path, cache_dir=cache_dir, verbose=verbose)

@@ -1,0 +1,124 @@
+"""Garbage collection of the first depot (Julia's usage-log idea).
+
+Every Artifacts.toml that resolves or binds through a depot leaves a usage
+record (:func:`artifacts_py.depot.record_usage`). ``gc`` keeps every tree
+that a still-existing recorded file binds (all platform variants), removes
+the rest, reaps crashed temp dirs older than a grace period, and can then
+evict the oldest used trees to fit a size cap. Only the first depot is ever
+touched: the others are shared, read-only caches.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Set
+
+from . import depot
+from .errors import ArtifactError
+
+
+@dataclass
+class GcReport:
+    """What ``gc`` removed (or would remove, on a dry run) and what it kept."""
+
+    removed: List[dict] = field(default_factory=list)
+    kept: List[dict] = field(default_factory=list)
+    temp_removed: List[str] = field(default_factory=list)
+    forgotten_tomls: List[str] = field(default_factory=list)
+    unreadable_tomls: List[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(r["size"] for r in self.removed)
+
+    def as_dict(self) -> dict:
+        return {"dry_run": self.dry_run, "removed": self.removed, "kept": self.kept,
+                "temp_removed": self.temp_removed, "forgotten_tomls": self.forgotten_tomls,
+                "unreadable_tomls": self.unreadable_tomls, "freed_bytes": self.freed_bytes}
+
+
+def used_hashes(report: Optional[GcReport] = None) -> Set[str]:
+    """Tree hashes bound by every recorded, still-existing Artifacts.toml."""
+    from .tomlmodel import ArtifactsFile
+
+    used: Set[str] = set()
+    for record, toml, _when in depot.recorded_tomls():
+        if not toml.is_file():
+            if report is not None:
+                report.forgotten_tomls.append(str(toml))
+                if not report.dry_run:
+                    record.unlink(missing_ok=True)
+            continue
+        try:
+            f = ArtifactsFile(toml)
+            for name in f.names():
+                try:
+                    used.update(e.git_tree_sha1 for e in f.variants(name))
+                except ArtifactError:
+                    continue
+        except ArtifactError:
+            # A file we cannot read might still need its trees: keep everything it could.
+            if report is not None:
+                report.unreadable_tomls.append(str(toml))
+            raise
+    return used
+
+
+def collect_garbage(dry_run: bool = False, max_size: Optional[int] = None,
+                    now: Optional[float] = None) -> GcReport:
+    """Remove unused artifacts from the first depot; see the module docstring.
+
+    An unreadable recorded Artifacts.toml aborts the collection (nothing is
+    removed) rather than risk deleting what it binds.
+    """
+    report = GcReport(dry_run=dry_run)
+    used = used_hashes(report)
+    adir = depot.artifacts_dir()
+    candidates = []
+    for h in depot.installed_hashes():
+        p = adir / h
+        info = {"hash": h, "path": str(p), "size": depot.tree_size(p),
+                "mtime": os.stat(p).st_mtime}
+        if h in used:
+            candidates.append(info)
+            continue
+        report.removed.append(info)
+    if max_size is not None:
+        total = sum(i["size"] for i in candidates)
+        for info in sorted(candidates, key=lambda i: i["mtime"]):
+            if total <= max_size:
+                break
+            total -= info["size"]
+            report.removed.append(info)
+        candidates = [i for i in candidates if i not in report.removed]
+    report.kept = candidates
+    for entry in depot.stale_temp_entries(now=now if now is not None else time.time()):
+        report.temp_removed.append(str(entry))
+    if not dry_run:
+        for info in report.removed:
+            _remove(Path(info["path"]))
+        for entry in report.temp_removed:
+            depot.remove_tree(entry)
+    return report
+
+
+def _remove(path: Path) -> None:
+    doomed = path.with_name(f"{depot.TEMP_PREFIX}gc-{path.name}-{os.getpid()}")
+    try:
+        os.rename(path, doomed)  # readers never see a half-deleted tree
+    except FileNotFoundError:
+        return
+    depot.remove_tree(doomed)
+
+
+def parse_size(text: str) -> int:
+    """``"10G"``, ``"512MiB"``, ``"1.5T"``, ``"1000"`` -> bytes (powers of 1024)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(I?B)?\s*", text.upper())
+    if not m:
+        raise ValueError(f"{text!r} is not a size; use e.g. 500M, 10G or a number of bytes")
+    return int(float(m.group(1)) * (1 << (10 * " KMGT".index(m.group(2) or " "))))

@@ -1,0 +1,586 @@
+"""Gobbler versions as artifact sources: resolve, pin and publish.
+
+A Gobbler version's tree is what a registry client sees: every manifest path
+as a regular file (links resolved to their content, mode 0644); empty
+directories are created on disk but do not count in the hash. Every file is
+checked against the version's ``..manifest`` (size and md5) as it is read,
+and the tree hash is computed from the git blob hashes computed in that same
+pass, so no file is read twice.
+
+Sources, in order: a mounted registry (files copied in place, never over
+HTTP), then the REST API. ``ARTIFACTS_PY_GOBBLER_REGISTRY`` and
+``ARTIFACTS_PY_GOBBLER_URL`` replace an entry's ``registry`` / ``url``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import quote
+
+from .errors import (ArtifactError, GobblerError, GobblerNotFoundError, HashMismatchError)
+from .sources import Source
+from .tomlmodel import ArtifactEntry, GobblerSource
+from .treehash import MODE_FILE, TreeBuilder, blob_header
+
+CHUNK = 1 << 20
+WORKERS = 8
+REGISTRY_ENV = "ARTIFACTS_PY_GOBBLER_REGISTRY"
+URL_ENV = "ARTIFACTS_PY_GOBBLER_URL"
+
+Manifest = Dict[str, Dict[str, Any]]
+# (md5 hex, raw git blob sha1) of one file, as read.
+Digest = Tuple[str, bytes]
+
+
+def locations(g: GobblerSource) -> Tuple[Optional[str], Optional[str]]:
+    """(registry path, REST url) for this machine, after the environment overrides."""
+    return os.environ.get(REGISTRY_ENV) or g.registry, os.environ.get(URL_ENV) or g.url
+
+
+def gobbler_sources(entry: ArtifactEntry, *, progress: Optional[bool] = None) -> List[Source]:
+    """The mounted-registry source (if mounted here) and the REST source (if a URL)."""
+    g = entry.gobbler
+    assert g is not None
+    registry, url = locations(g)
+    out = []
+    if registry and os.path.isdir(registry):
+        out.append(Source(f"gobbler registry {registry} ({g.coordinates})",
+                          lambda tmp: fill_from_registry(registry, g, tmp, progress=progress),
+                          network=False))
+    if url:
+        out.append(Source(f"gobbler {url} ({g.coordinates})",
+                          lambda tmp: fill_from_rest(url, g, tmp, progress=progress)))
+    if not out:
+        why = (f"registry {registry} is not mounted on this machine" if registry
+               else "the [gobbler] table has neither url nor registry")
+
+        def fail(_tmp: Path) -> None:
+            raise GobblerError(f"{why}; set {REGISTRY_ENV} or {URL_ENV}, or add url/registry "
+                               f"to [{entry.name}.gobbler]")
+
+        out.append(Source(f"gobbler {g.coordinates}", fail, network=False))
+    return out
+
+
+# ------------------------------------------------------------ shared checking
+
+def _files(manifest: Manifest) -> List[Tuple[str, int, str]]:
+    """(path, size, md5) of each file; empty-directory entries are left out."""
+    return [(p, int(e["size"]), e["md5sum"]) for p, e in sorted(manifest.items())
+            if e.get("md5sum") != "" or "link" in e]
+
+
+def _empty_dirs(manifest: Manifest) -> List[str]:
+    return [p for p, e in manifest.items() if e.get("md5sum") == "" and "link" not in e]
+
+
+def _safe_target(root: Path, rel: str, where: str) -> Path:
+    """``root/rel`` after refusing absolute paths and ``..`` (a lying manifest)."""
+    parts = rel.split("/")
+    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise GobblerError(f"{where}: manifest path {rel!r} is not a plain relative path; refused")
+    return root.joinpath(*parts)
+
+
+def _check(rel: str, size: int, md5: str, got_size: int, got_md5: str, where: str) -> None:
+    if got_size != size or got_md5 != md5:
+        raise HashMismatchError(
+            f"{where}/{rel}: does not match the version's ..manifest (expected {size} bytes, "
+            f"md5 {md5}; read {got_size} bytes, md5 {got_md5}); the registry copy was changed "
+            "after publishing", expected=md5, actual=got_md5)
+
+
+def _tree_hash(digests: Dict[str, bytes]) -> str:
+    builder = TreeBuilder()
+    for rel, sha in digests.items():
+        builder.add(rel, MODE_FILE, sha)
+    return builder.hexdigest()
+
+
+def _finish(tmp: Path, manifest: Manifest, digests: Dict[str, bytes], where: str) -> str:
+    for rel in _empty_dirs(manifest):
+        _safe_target(tmp, rel, where).mkdir(parents=True, exist_ok=True)
+    for dirpath, _dirs, files in os.walk(tmp):
+        for name in files:
+            os.chmod(os.path.join(dirpath, name), 0o644)
+    return _tree_hash(digests)
+
+
+class _Bar:
+    """One progress bar (bytes, with a files count) for a whole artifact."""
+
+    def __init__(self, total: int, nfiles: int, desc: str, progress: Optional[bool]) -> None:
+        import sys
+
+        self.lock = threading.Lock()
+        self.files, self.nfiles = 0, nfiles
+        self.bar = None
+        if progress or (progress is None and sys.stderr.isatty()):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                            desc=desc, file=sys.stderr, leave=False)
+
+    def update(self, nbytes: int, file_done: bool = False) -> None:
+        if self.bar is None:
+            return
+        with self.lock:
+            self.bar.update(nbytes)
+            if file_done:
+                self.files += 1
+                self.bar.set_postfix_str(f"{self.files}/{self.nfiles} files", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_pool(tasks: List[Callable[[], Tuple[str, bytes]]]) -> Dict[str, bytes]:
+    """Run file tasks on a bounded pool; first error wins, the rest are cancelled."""
+    out: Dict[str, bytes] = {}
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        futures = [pool.submit(t) for t in tasks]
+        try:
+            for fut in futures:
+                rel, sha = fut.result()
+                out[rel] = sha
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return out
+
+
+# ---------------------------------------------------------- mounted registry
+
+def _version_dir(registry: str, g: GobblerSource) -> Path:
+    return Path(registry, g.project, g.asset, g.version)
+
+
+def read_local_manifest(registry: str, g: GobblerSource) -> Manifest:
+    """The manifest of a complete version in a mounted registry."""
+    import json
+
+    vdir = _version_dir(registry, g)
+    where = f"{registry}: {g.coordinates}"
+    if not (vdir / "..summary").is_file():
+        _raise_missing_local(registry, g)
+    try:
+        return json.loads((vdir / "..manifest").read_bytes())
+    except (OSError, ValueError) as e:
+        raise GobblerError(f"{where}: cannot read ..manifest ({e})") from None
+
+
+def _raise_missing_local(registry: str, g: GobblerSource) -> None:
+    reg = Path(registry)
+    for what, path in (("project", reg / g.project), ("asset", reg / g.project / g.asset),
+                       ("version", reg / g.project / g.asset / g.version)):
+        if not path.is_dir():
+            raise GobblerNotFoundError(f"{registry}: {what} {getattr(g, what)!r} does not exist "
+                                       f"(looking for {g.coordinates})", status=404)
+    raise GobblerNotFoundError(f"{registry}: version {g.coordinates} has no ..summary: "
+                               "its upload is unfinished or failed", status=404)
+
+
+def _copy_and_hash(src: Path, dst: Path, size: int) -> Tuple[int, str, bytes]:
+    """Copy ``src`` to ``dst`` (kernel copy where possible), then hash what landed.
+
+    Hashing the destination checks the bytes we install, and reads them from
+    the page cache the copy just filled.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        _kernel_copy(fin.fileno(), fout.fileno(), size)
+    md5 = hashlib.md5()
+    sha = hashlib.sha1(blob_header(os.path.getsize(dst)))
+    n = 0
+    with open(dst, "rb", buffering=0) as f:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while True:
+            k = f.readinto(buf)
+            if not k:
+                break
+            md5.update(view[:k])
+            sha.update(view[:k])
+            n += k
+    return n, md5.hexdigest(), sha.digest()
+
+
+def _kernel_copy(fin: int, fout: int, size: int) -> None:
+    """reflink (FICLONE), then copy_file_range / sendfile, then a plain copy."""
+    try:
+        import fcntl
+
+        fcntl.ioctl(fout, 0x40049409, fin)  # FICLONE: share blocks, copy nothing
+        return
+    except (OSError, ImportError):
+        pass
+    done = 0
+    try:
+        copy = getattr(os, "copy_file_range", None)
+        while done < size:
+            n = (copy(fin, fout, min(size - done, 1 << 30)) if copy else
+                 os.sendfile(fout, fin, done, min(size - done, 1 << 30)))
+            if n == 0:
+                break
+            done += n
+        # The file may have grown; copy any tail so the size check can see it.
+        while True:
+            n = copy(fin, fout, CHUNK) if copy else os.sendfile(fout, fin, done, CHUNK)
+            if n == 0:
+                return
+            done += n
+    except OSError:
+        os.lseek(fin, 0, os.SEEK_SET)
+        os.lseek(fout, 0, os.SEEK_SET)
+        os.ftruncate(fout, 0)
+        with open(fin, "rb", closefd=False) as a, open(fout, "wb", closefd=False) as b:
+            shutil.copyfileobj(a, b, CHUNK)
+
+
+def fill_from_registry(registry: str, g: GobblerSource, tmp: Path, *,
+                       progress: Optional[bool] = None) -> str:
+    """Copy a version out of a mounted registry into ``tmp``; return its tree hash."""
+    manifest = read_local_manifest(registry, g)
+    vdir = _version_dir(registry, g)
+    where = f"{registry}/{g.coordinates}"
+    files = _files(manifest)
+    bar = _Bar(sum(s for _, s, _ in files), len(files), g.coordinates, progress)
+
+    def one(rel: str, size: int, md5: str) -> Callable[[], Tuple[str, bytes]]:
+        def task() -> Tuple[str, bytes]:
+            src = _safe_target(vdir, rel, where)
+            try:
+                n, got_md5, sha = _copy_and_hash(src, _safe_target(tmp, rel, where), size)
+            except FileNotFoundError:
+                raise GobblerError(f"{where}/{rel}: listed in ..manifest but missing "
+                                   "(or a broken link) in the registry") from None
+            _check(rel, size, md5, n, got_md5, where)
+            bar.update(n, True)
+            return rel, sha
+        return task
+
+    try:
+        digests = _run_pool([one(*f) for f in files])
+    finally:
+        bar.close()
+    return _finish(tmp, manifest, digests, where)
+
+
+# ------------------------------------------------------------------- REST API
+
+def _fetch_url(url: str, g: GobblerSource, rel: str) -> str:
+    segs = [g.project, g.asset, g.version] + rel.split("/")
+    return url.rstrip("/") + "/fetch/" + "/".join(quote(s, safe="") for s in segs)
+
+
+_local = threading.local()
+
+
+def _session():
+    """One keep-alive session per worker thread."""
+    s = getattr(_local, "session", None)
+    if s is None:
+        from .download import make_session
+
+        s = _local.session = make_session()
+    return s
+
+
+def fetch_remote_manifest(url: str, g: GobblerSource) -> Manifest:
+    """GET the version's ``..manifest`` (missing project/asset/version -> which one)."""
+    from .download import offline
+
+    if offline():
+        from .errors import OfflineError
+
+        raise OfflineError(f"{url}: not contacted because ARTIFACTS_PY_OFFLINE is set", url=url)
+    import requests
+
+    target = _fetch_url(url, g, "..manifest")
+    try:
+        r = _session().get(target, timeout=(10, 60))
+    except requests.RequestException as e:
+        raise GobblerError(f"{url}: cannot reach the Gobbler service ({type(e).__name__}: {e})",
+                           url=url) from None
+    if r.status_code == 404:
+        _raise_missing_remote(url, g)
+    if r.status_code >= 300:
+        raise GobblerError(f"{target}: HTTP {r.status_code}", status=r.status_code, url=url)
+    try:
+        return r.json()
+    except ValueError:
+        raise GobblerError(f"{target}: the manifest is not JSON") from None
+
+
+def _raise_missing_remote(url: str, g: GobblerSource) -> None:
+    from .gobbler import client
+
+    checks = (("project", lambda: client.list_projects(url=url)),
+              ("asset", lambda: client.list_assets(g.project, url=url)),
+              ("version", lambda: client.list_versions(g.project, g.asset, url=url)))
+    for what, lister in checks:
+        try:
+            names = lister()
+        except GobblerError:
+            names = []
+        if getattr(g, what) not in names:
+            raise GobblerNotFoundError(f"{url}: {what} {getattr(g, what)!r} does not exist "
+                                       f"(looking for {g.coordinates})", status=404, url=url)
+    raise GobblerNotFoundError(f"{url}: version {g.coordinates} has no manifest (unfinished upload?)",
+                               status=404, url=url)
+
+
+def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
+                   progress: Optional[bool] = None) -> str:
+    """Download a version over REST into ``tmp`` in parallel; return its tree hash."""
+    from .download import download
+
+    manifest = fetch_remote_manifest(url, g)
+    where = f"{url} {g.coordinates}"
+    files = _files(manifest)
+    bar = _Bar(sum(s for _, s, _ in files), len(files), g.coordinates, progress)
+
+    def one(rel: str, size: int, md5: str) -> Callable[[], Tuple[str, bytes]]:
+        def task() -> Tuple[str, bytes]:
+            dst = _safe_target(tmp, rel, where)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            got = download(_fetch_url(url, g, rel), dst, session=_session(), progress=False,
+                           hashers=(hashlib.md5, lambda: hashlib.sha1(blob_header(size))))
+            md5_obj, sha_obj = got.digests
+            _check(rel, size, md5, got.size, md5_obj.hexdigest(), where)
+            bar.update(got.size, True)
+            return rel, sha_obj.digest()
+        return task
+
+    try:
+        digests = _run_pool([one(*f) for f in files])
+    finally:
+        bar.close()
+    return _finish(tmp, manifest, digests, where)
+
+
+# -------------------------------------------------------------------- pinning
+
+def pin_version(project: str, asset: str, version: Optional[str] = None, *,
+                url: Optional[str] = None, registry: Optional[str] = None,
+                progress: Optional[bool] = None) -> Dict[str, Any]:
+    """Resolve (latest when ``version`` is None), install and hash a Gobbler version.
+
+    Returns ``git_tree_sha1``, ``path``, ``version`` and ``gobbler`` (the table to bind).
+    """
+    from . import depot
+
+    probe = GobblerSource(project, asset, version or "latest", url, registry)
+    reg, rest = locations(probe)
+    mounted = bool(reg and os.path.isdir(reg))
+    if not mounted and not rest:
+        raise GobblerError(f"cannot reach Gobbler for {project}/{asset}: registry "
+                           f"{reg or '(none)'} is not mounted here and no --url / {URL_ENV} was given")
+    if version is None:
+        version = _latest(project, asset, reg if mounted else None, rest)
+    g = GobblerSource(project, asset, version, url, registry)
+    if mounted:
+        path = depot.persist(lambda tmp: fill_from_registry(reg, g, tmp, progress=progress))
+    else:
+        path = depot.persist(lambda tmp: fill_from_rest(rest, g, tmp, progress=progress))
+    table = {k: v for k, v in (("project", project), ("asset", asset), ("version", version),
+                               ("url", url), ("registry", registry)) if v is not None}
+    return {"git_tree_sha1": path.name, "path": path, "version": version, "gobbler": table}
+
+
+def _latest(project: str, asset: str, registry: Optional[str], url: Optional[str]) -> str:
+    from .gobbler import client
+
+    where = registry or url
+    if registry:
+        g = GobblerSource(project, asset, "?")
+        for what, p in (("project", Path(registry, project)), ("asset", Path(registry, project, asset))):
+            if not p.is_dir():
+                raise GobblerNotFoundError(f"{registry}: {what} {getattr(g, what)!r} does not exist",
+                                           status=404)
+        latest = client.fetch_latest(project, asset, registry=registry)
+    else:
+        latest = client.fetch_latest(project, asset, url=url, force_remote=True)
+        if latest is None:
+            _raise_missing_remote(url, GobblerSource(project, asset, "\0"))  # names what is missing
+    if latest is None:
+        raise GobblerNotFoundError(f"{where}: {project}/{asset} has no latest version (none "
+                                   "uploaded, or all on probation); give one with @VERSION",
+                                   status=404)
+    return latest
+
+
+# ------------------------------------------------------------------ publishing
+
+def gobbler_view(directory: Path, ignore_dot: bool = True) -> Dict[str, Tuple[Path, int]]:
+    """Files a Gobbler upload of ``directory`` holds: relative path -> (real file, size).
+
+    Mirrors the server's walk: names starting with ``..`` (and ``.`` when
+    ``ignore_dot``) are skipped, symlinks count as their target's content.
+    """
+    out: Dict[str, Tuple[Path, int]] = {}
+    root = Path(directory)
+    for dirpath, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not _skipped(d, ignore_dot))
+        for d in dirs:
+            if os.path.islink(os.path.join(dirpath, d)):
+                raise ArtifactError(f"{os.path.join(dirpath, d)}: a symlink to a directory "
+                                    "cannot be uploaded to Gobbler; replace it with a real folder")
+        for name in files:
+            if _skipped(name, ignore_dot):
+                continue
+            p = Path(dirpath, name)
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                raise ArtifactError(f"{p}: broken symlink; Gobbler cannot upload it") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise ArtifactError(f"{p}: not a regular file; Gobbler uploads only files and links")
+            out[p.relative_to(root).as_posix()] = (p, st.st_size)
+    return out
+
+
+def _skipped(name: str, ignore_dot: bool) -> bool:
+    return name.startswith("..") or (ignore_dot and name.startswith("."))
+
+
+def hash_view(view: Dict[str, Tuple[Path, int]]) -> Tuple[str, Dict[str, Tuple[int, str]]]:
+    """Tree hash of a Gobbler view, plus (size, md5) per path for checking the manifest."""
+    def one(rel: str) -> Tuple[str, bytes]:
+        path, _size = view[rel]
+        md5 = hashlib.md5()
+        data_len = os.path.getsize(path)
+        sha = hashlib.sha1(blob_header(data_len))
+        with open(path, "rb", buffering=0) as f:
+            while True:
+                chunk = f.read(CHUNK)
+                if not chunk:
+                    break
+                md5.update(chunk)
+                sha.update(chunk)
+        sums[rel] = (data_len, md5.hexdigest())
+        return rel, sha.digest()
+
+    sums: Dict[str, Tuple[int, str]] = {}
+    digests = _run_pool([(lambda r=r: one(r)) for r in view])
+    return _tree_hash(digests), sums
+
+
+def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os.PathLike[str]", *,
+            project: str, asset: str, version: str, url: Optional[str] = None,
+            staging: Optional[str] = None, registry: Optional[str] = None,
+            probation: bool = False, archive: Optional[str] = None,
+            archive_url: Optional[str] = None, force: bool = False,
+            progress: Optional[bool] = None) -> Dict[str, Any]:
+    """Upload ``directory`` as project/asset/version and bind it as ``name``.
+
+    The tree hash is that of the Gobbler view of the folder; after the upload
+    the version's manifest is checked against the local sizes and md5s. With
+    ``archive`` a deterministic tarball of the same view is written and added
+    as a ``[[download]]`` mirror (``archive_url``, default a ``file://`` URL).
+    A failure leaves the Artifacts.toml untouched and says whether the
+    version now exists in the registry.
+    """
+    from . import binding
+    from .gobbler import client
+    from .tomlmodel import load_file
+
+    toml_path = Path(toml_path)
+    url = url or os.environ.get(URL_ENV)
+    if not url:
+        raise GobblerError(f"publish needs the Gobbler REST URL: pass --url or set {URL_ENV}")
+    if toml_path.exists() and name in load_file(toml_path) and not force:
+        raise binding.BindingExistsError(f"{toml_path}: {name!r} is already bound; pass --force "
+                                         "to re-bind it to the published version")
+    for what, value in (("project", project), ("asset", asset), ("version", version)):
+        from .tomlmodel import check_gobbler_name
+
+        problem = check_gobbler_name(value, what)
+        if problem:
+            raise ValueError(problem)
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise NotADirectoryError(f"{directory}: not a directory; publish uploads a folder")
+    view = gobbler_view(directory)
+    tree_hash, sums = hash_view(view)
+
+    if staging is None or registry is None:
+        info = client.service_info(url)
+        staging = staging or info["staging"]
+        registry = registry or info["registry"]
+    coords = f"{project}/{asset}/{version}"
+    try:
+        client.upload_directory(project, asset, version, str(directory), staging, url,
+                                probation=probation)
+    except GobblerError as e:
+        raise GobblerError(f"publishing {directory} as {coords} failed: {e}. "
+                           f"{_exists_note(project, asset, version, registry, url)} "
+                           f"{toml_path} was not changed", status=e.status, reason=e.reason,
+                           url=url) from None
+    manifest = client.fetch_manifest(project, asset, version, registry=registry, url=url)
+    problems = [rel for rel, (size, md5) in sums.items()
+                if rel not in manifest or (manifest[rel]["size"], manifest[rel]["md5sum"]) != (size, md5)]
+    extra = [rel for rel, e in manifest.items() if rel not in sums and e.get("md5sum") != ""]
+    if problems or extra:
+        raise HashMismatchError(
+            f"{coords} was uploaded but its manifest does not match {directory}: "
+            f"{len(problems)} file(s) differ or are missing ({', '.join(sorted(problems)[:5])}), "
+            f"{len(extra)} unexpected; the version exists in the registry; {toml_path} was not changed")
+
+    mirrors = []
+    if archive:
+        from .archives import create_archive
+
+        sha256 = _archive_view(directory, view, Path(archive), tree_hash)
+        mirrors.append({"url": archive_url or Path(archive).absolute().as_uri(), "sha256": sha256})
+    table = {"project": project, "asset": asset, "version": version, "url": url,
+             "registry": registry}
+    binding.bind_artifact(toml_path, name, tree_hash, gobbler=table, download=mirrors, force=force)
+    return {"git_tree_sha1": tree_hash, "project": project, "asset": asset, "version": version,
+            "url": url, "registry": registry, "files": len(view),
+            "archive": str(archive) if archive else None}
+
+
+def _exists_note(project: str, asset: str, version: str, registry: str, url: str) -> str:
+    from .gobbler import client
+
+    try:
+        versions = client.list_versions(project, asset, registry=registry, url=url)
+    except GobblerError:
+        versions = []
+    if version in versions:
+        return f"The version {project}/{asset}/{version} exists in the registry."
+    return f"The version {project}/{asset}/{version} does not exist in the registry."
+
+
+def _archive_view(directory: Path, view: Dict[str, Tuple[Path, int]], archive: Path,
+                  tree_hash: str) -> str:
+    """A deterministic tarball whose tree hash is the Gobbler view's hash."""
+    import tempfile
+
+    from . import depot
+    from .archives import create_archive
+    from .treehash import compute_git_tree_sha1
+
+    if compute_git_tree_sha1(directory) == tree_hash:
+        return create_archive(directory, archive)
+    # Links, exec bits or dot files differ from the view: pack a copy of the view.
+    tmp = Path(tempfile.mkdtemp(prefix=".view-", dir=archive.parent))
+    try:
+        for rel, (src, _size) in view.items():
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o644)
+        return create_archive(tmp, archive)
+    finally:
+        depot.remove_tree(tmp)

@@ -1,0 +1,350 @@
+"""The Artifacts.toml model: reading, validation, platform selection, discovery.
+
+Read exactly as Julia reads it (``julia-artifacts.md`` §1): a name binds a
+table, or an array of platform-specific tables selected by Julia's rules.
+Unknown keys are kept as metadata. Our extension is the ``gobbler`` sub-table
+(project/asset/version, optional url/registry), which Julia ignores.
+
+A malformed entry makes only that name fail (as in Julia); its error names the
+file, the artifact and the key.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from ._toml import parse_toml
+from .errors import ArtifactNotFoundError, ArtifactsTomlError, TomlNotFoundError
+from .treehash import is_sha1_hex, is_sha256_hex
+
+TOML_NAMES = ("JuliaArtifacts.toml", "Artifacts.toml")
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", ".git")
+TOML_ENV = "ARTIFACTS_PY_TOML"
+GOBBLER_KEYS = ("project", "asset", "version", "url", "registry")
+_RESERVED = ("git-tree-sha1", "lazy", "download", "gobbler")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class DownloadInfo:
+    """One ``[[name.download]]`` mirror: a tarball URL and its sha256."""
+
+    url: str
+    sha256: str
+    size: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class GobblerSource:
+    """The ``[name.gobbler]`` table: a version in a Gobbler registry."""
+
+    project: str
+    asset: str
+    version: str
+    url: Optional[str] = None
+    registry: Optional[str] = None
+
+    @property
+    def coordinates(self) -> str:
+        return f"{self.project}/{self.asset}/{self.version}"
+
+
+@dataclass
+class ArtifactEntry:
+    """One binding of a name (for one platform when the name has several)."""
+
+    name: str
+    git_tree_sha1: str
+    lazy: bool = False
+    downloads: List[DownloadInfo] = field(default_factory=list)
+    gobbler: Optional[GobblerSource] = None
+    metadata: Dict[str, Any] = field(default_factory=dict)
+    platform: Any = None  # platforms.Platform for array entries
+    toml_path: Optional[Path] = None
+
+    @property
+    def os(self) -> Optional[str]:
+        return self.metadata.get("os")
+
+    @property
+    def arch(self) -> Optional[str]:
+        return self.metadata.get("arch")
+
+    @property
+    def installable(self) -> bool:
+        """True when the entry names at least one source."""
+        return bool(self.downloads or self.gobbler)
+
+
+def check_gobbler_name(value: object, what: str) -> Optional[str]:
+    """Why ``value`` is not a valid Gobbler project/asset/version name, or None."""
+    if not isinstance(value, str) or not value:
+        return f"{what} must be a non-empty string"
+    if "/" in value or "\\" in value:
+        return f"{what} {value!r} must not contain '/' or '\\'"
+    if value == "." or value.startswith(".."):
+        return f"{what} {value!r} must not be '.' or start with '..'"
+    return None
+
+
+def parse_binding(raw: Mapping[str, Any], name: str, path: str) -> ArtifactEntry:
+    """Validate one binding table and build an :class:`ArtifactEntry`."""
+    def bad(msg: str, key: str) -> ArtifactsTomlError:
+        return ArtifactsTomlError(msg, path=path, name=name, key=key)
+
+    sha = raw.get("git-tree-sha1")
+    if sha is None:
+        raise bad("missing; every artifact needs the git tree hash of its content "
+                  "(compute it with `artifacts create DIR`)", "git-tree-sha1")
+    if not is_sha1_hex(sha):
+        raise bad(f"{sha!r} is not a 40-digit hex git tree hash "
+                  "(a 64-digit value is a sha256: it belongs in [[download]])", "git-tree-sha1")
+    lazy = raw.get("lazy", False)
+    if not isinstance(lazy, bool):
+        raise bad(f"must be true or false, not {lazy!r}", "lazy")
+
+    downloads = []
+    dl = raw.get("download", [])
+    if isinstance(dl, Mapping):
+        dl = [dl]
+    if not isinstance(dl, list):
+        raise bad("must be an array of tables ([[name.download]]) with url and sha256", "download")
+    for i, item in enumerate(dl, 1):
+        key = f"download[{i}]"
+        if not isinstance(item, Mapping):
+            raise bad("must be a table with url and sha256", key)
+        url, sha256, size = item.get("url"), item.get("sha256"), item.get("size")
+        if not isinstance(url, str) or not url:
+            raise bad("needs a url string", f"{key}.url")
+        if not is_sha256_hex(sha256):
+            raise bad(f"{sha256!r} is not a 64-digit hex sha256 of the tarball "
+                      "(compute it with `artifacts create DIR --archive FILE`)", f"{key}.sha256")
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+            raise bad(f"must be a non-negative integer, not {size!r}", f"{key}.size")
+        downloads.append(DownloadInfo(url, sha256.lower(), size))
+
+    gobbler = None
+    g = raw.get("gobbler")
+    if g is not None:
+        if not isinstance(g, Mapping):
+            raise bad("must be a table with project, asset and version", "gobbler")
+        unknown = sorted(set(g) - set(GOBBLER_KEYS))
+        if unknown:
+            raise bad(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(GOBBLER_KEYS)}",
+                      "gobbler")
+        for k in ("project", "asset", "version"):
+            problem = check_gobbler_name(g.get(k), k)
+            if problem:
+                raise bad(problem, f"gobbler.{k}")
+        for k in ("url", "registry"):
+            v = g.get(k)
+            if v is not None and (not isinstance(v, str) or not v):
+                raise bad("must be a non-empty string", f"gobbler.{k}")
+        url = g.get("url")
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise bad(f"{url!r} must be an http:// or https:// URL of the Gobbler REST API",
+                      "gobbler.url")
+        gobbler = GobblerSource(g["project"], g["asset"], g["version"], url, g.get("registry"))
+
+    metadata = {k: v for k, v in raw.items() if k not in _RESERVED}
+    return ArtifactEntry(name=name, git_tree_sha1=sha.lower(), lazy=lazy, downloads=downloads,
+                         gobbler=gobbler, metadata=metadata, toml_path=Path(path))
+
+
+class ArtifactsFile:
+    """A parsed Artifacts.toml: names to (selected) entries, errors kept per name."""
+
+    def __init__(self, path: PathLike, data: Optional[Dict[str, Any]] = None,
+                 platform: Any = None) -> None:
+        self.path = Path(path)
+        self.platform = platform
+        if data is None:
+            try:
+                raw = self.path.read_bytes()
+            except FileNotFoundError:
+                raise TomlNotFoundError(f"{self.path}: no such Artifacts.toml") from None
+            data = parse_toml(raw, self.path)
+        self.data = data
+        self._selected: Dict[str, ArtifactEntry] = {}
+
+    def names(self) -> List[str]:
+        """Every name bound in the file, in file order."""
+        return list(self.data)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.data
+
+    def variants(self, name: str) -> List[ArtifactEntry]:
+        """Every binding of ``name`` (all platforms)."""
+        value = self._raw(name)
+        if isinstance(value, Mapping):
+            return [parse_binding(value, name, str(self.path))]
+        return [self._platform_entry(item, name, i) for i, item in enumerate(value, 1)]
+
+    def entry(self, name: str) -> ArtifactEntry:
+        """The binding of ``name`` for this platform (Julia's ``artifact_meta``)."""
+        hit = self._selected.get(name)
+        if hit is not None:
+            return hit
+        value = self._raw(name)
+        if isinstance(value, Mapping):
+            entry = parse_binding(value, name, str(self.path))
+        else:
+            from .platforms import host_platform, select_platform
+
+            host = self.platform or host_platform()
+            candidates = [(e.platform, e) for e in
+                          (self._platform_entry(item, name, i) for i, item in enumerate(value, 1))]
+            entry = select_platform(candidates, host)
+            if entry is None:
+                raise ArtifactNotFoundError(
+                    f"{self.path}: artifact {name!r} has no binding for this platform "
+                    f"({host.triplet()}); add one, or set ARTIFACTS_PY_PLATFORM to pick another")
+        self._selected[name] = entry
+        return entry
+
+    def _raw(self, name: str) -> Any:
+        try:
+            value = self.data[name]
+        except KeyError:
+            known = ", ".join(sorted(self.data)) or "none"
+            raise ArtifactNotFoundError(
+                f"{self.path}: no artifact named {name!r} (known: {known}); "
+                f"bind it with `artifacts add {name} ...` or check the spelling") from None
+        if isinstance(value, Mapping):
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            return value
+        raise ArtifactsTomlError("malformed: must be a table ([name]) or an array of tables "
+                                 "([[name]]) with a git-tree-sha1", path=str(self.path), name=name)
+
+    def _platform_entry(self, item: Mapping[str, Any], name: str, index: int) -> ArtifactEntry:
+        from .platforms import platform_from_entry
+
+        entry = parse_binding(item, name, str(self.path))
+        entry.platform = platform_from_entry(item, name, str(self.path))
+        return entry
+
+
+# ------------------------------------------------------------ parsed-file cache
+
+_files: Dict[str, Tuple[Tuple[int, int, int], ArtifactsFile]] = {}
+
+
+def load_file(path: PathLike) -> ArtifactsFile:
+    """A parsed Artifacts.toml, re-read only when its (mtime, size, inode) changes."""
+    key = os.fspath(path)
+    try:
+        st = os.stat(key)
+    except FileNotFoundError:
+        raise TomlNotFoundError(
+            f"{key}: no such Artifacts.toml; pass the right path or set {TOML_ENV}") from None
+    sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+    hit = _files.get(key)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    parsed = ArtifactsFile(key)
+    _files[key] = (sig, parsed)
+    return parsed
+
+
+# ------------------------------------------------------------------ discovery
+
+_discovered: Dict[str, str] = {}
+
+
+def _toml_in(directory: str) -> Optional[str]:
+    for name in TOML_NAMES:
+        candidate = os.path.join(directory, name)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def find_artifacts_toml(start: PathLike) -> Optional[Path]:
+    """Search ``start`` (a directory or file) and its parents for an Artifacts.toml.
+
+    ``JuliaArtifacts.toml`` wins over ``Artifacts.toml`` in one directory. The
+    search stops at a directory holding pyproject.toml, setup.py or .git.
+    """
+    d = os.path.abspath(start)
+    if not os.path.isdir(d):
+        d = os.path.dirname(d)
+    while True:
+        found = _toml_in(d)
+        if found:
+            return Path(found)
+        if any(os.path.exists(os.path.join(d, m)) for m in PROJECT_MARKERS):
+            return None
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
+def resolve_toml(toml: Optional[PathLike], caller_file: Optional[str]) -> str:
+    """The Artifacts.toml to use: explicit, env var, near the caller, or cwd."""
+    if toml is not None:
+        p = os.fspath(toml)
+        if os.path.isdir(p):
+            found = _toml_in(p)
+            if found is None:
+                raise TomlNotFoundError(f"{p}: no JuliaArtifacts.toml or Artifacts.toml in this directory")
+            return found
+        return p
+    env = os.environ.get(TOML_ENV)
+    if env:
+        return env
+    if caller_file:
+        hit = _discovered.get(caller_file)
+        if hit is not None and os.path.isfile(hit):
+            return hit
+        found = find_artifacts_toml(caller_file)
+        if found is not None:
+            _discovered[caller_file] = str(found)
+            return str(found)
+    found_cwd = _toml_in(os.getcwd())
+    if found_cwd:
+        return found_cwd
+    where = f" near {caller_file} or" if caller_file else ""
+    raise TomlNotFoundError(
+        f"no Artifacts.toml found{where} in {os.getcwd()}; pass toml=PATH, "
+        f"set {TOML_ENV}, or create one with `artifacts add`")
+
+
+def caller_file(depth: int = 2) -> Optional[str]:
+    """``__file__`` of the module ``depth`` frames up, skipping our own package."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:
+        return None
+    here = os.path.dirname(__file__)
+    while frame is not None:
+        f = frame.f_globals.get("__file__")
+        if not f or not f.startswith(here):
+            return f
+        frame = frame.f_back
+    return None
+
+
+def get_artifacts_toml(search_path: Optional[PathLike] = None) -> Optional[Path]:
+    """Find the Artifacts.toml to use (fetch-artifacts' name), or ``None``.
+
+    ``search_path`` may be a file, or a directory searched upward.
+    """
+    if search_path is not None:
+        p = Path(search_path)
+        if p.is_file():
+            return p
+        if p.is_dir():
+            return find_artifacts_toml(p)
+        return None
+    try:
+        return Path(resolve_toml(None, caller_file()))
+    except TomlNotFoundError:
+        return None

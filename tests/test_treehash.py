@@ -1,0 +1,123 @@
+"""Tree hashes against the golden vectors and against the real git binary."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from artifacts_py.treehash import EMPTY_TREE, TreeBuilder, blob_sha1, compute_git_tree_sha1
+
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "spec" / "treehash-vectors.json"
+if not VECTORS.exists():  # CI checks out shared/ beside the repository
+    VECTORS = Path(os.environ.get("ARTIFACTS_PY_SHARED", "../shared")) / "spec" / "treehash-vectors.json"
+
+
+def load_cases():
+    return json.loads(VECTORS.read_text())["cases"]
+
+
+def materialise(root: Path, entries) -> None:
+    """Build a case exactly as the vectors' how_to_materialise says."""
+    for e in entries:
+        p = root / e["path"]
+        if e["kind"] == "dir":
+            p.mkdir(parents=True, exist_ok=True)
+            continue
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if e["kind"] == "symlink":
+            os.symlink(e["target"], p)
+            continue
+        data = bytes.fromhex(e["content_hex"]) if "content_hex" in e else e["content"].encode()
+        p.write_bytes(data)
+        p.chmod(0o755 if e["kind"] == "exec" else 0o644)
+
+
+@pytest.mark.parametrize("case", load_cases(), ids=lambda c: c["name"])
+def test_golden_vectors(case, tmp_path):
+    materialise(tmp_path, case["entries"])
+    got = compute_git_tree_sha1(tmp_path)
+    assert got == case["expected_git_tree_sha1"]
+    for wrong in case.get("known_wrong_answers", {}).values():
+        assert got != wrong
+
+
+def test_worked_example_blob_hashes():
+    assert blob_sha1(b"dot\n").hex() == "a2373c722dedbf05f6669eba1ea044484213d03d"
+    assert blob_sha1(b"a.b").hex() == "f6f28df96c2b40c951164286e08be7c38ec74851"
+
+
+def test_empty_tree_and_builder_replacement():
+    b = TreeBuilder()
+    assert b.hexdigest() == EMPTY_TREE
+    b.add("x", b"100644", blob_sha1(b"1"))
+    first = b.hexdigest()
+    b.add("x", b"100644", blob_sha1(b"2"))  # a later tar entry replaces the earlier
+    assert b.hexdigest() != first
+    b.add(".git/config", b"100644", blob_sha1(b"ignored"))
+    b.add("sub/.git", b"100644", blob_sha1(b"ignored"))
+    b2 = TreeBuilder()
+    b2.add("x", b"100644", blob_sha1(b"2"))
+    assert b.hexdigest() == b2.hexdigest()
+
+
+def test_not_a_directory(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(NotADirectoryError, match=str(f)):
+        compute_git_tree_sha1(f)
+
+
+def git_write_tree(root: Path) -> str:
+    """What real git says, isolated from any user or system configuration."""
+    git_dir = root.parent / (root.name + ".git")
+    env = {"PATH": os.environ["PATH"], "GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(root),
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(root.parent), "GIT_CONFIG_GLOBAL": os.devnull}
+    subprocess.run(["git", "init", "-q"], env=env, check=True)
+    subprocess.run(["git", "add", "-A", "-f"], env=env, check=True, cwd=root)
+    out = subprocess.run(["git", "write-tree"], env=env, check=True, capture_output=True, text=True)
+    shutil.rmtree(git_dir)
+    return out.stdout.strip()
+
+
+NAMES = st.text(alphabet="abAB_-.0~é", min_size=1, max_size=5).filter(
+    lambda s: s not in (".", "..", ".git"))
+LEAF = st.one_of(
+    st.tuples(st.just("file"), st.binary(max_size=64)),
+    st.tuples(st.just("exec"), st.binary(max_size=64)),
+    st.tuples(st.just("link"), st.text(alphabet="ab/.é", min_size=1, max_size=8)),
+    st.just(("emptydir", b"")),
+)
+TREES = st.recursive(
+    st.dictionaries(NAMES, LEAF, max_size=5),
+    lambda children: st.dictionaries(NAMES, st.one_of(LEAF, children), max_size=4),
+    max_leaves=20,
+)
+
+
+def build(root: Path, tree) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, node in tree.items():
+        p = root / name
+        if isinstance(node, dict):
+            build(p, node)
+        elif node[0] == "link":
+            os.symlink(node[1], p)
+        elif node[0] == "emptydir":
+            p.mkdir()
+        else:
+            p.write_bytes(node[1])
+            p.chmod(0o755 if node[0] == "exec" else 0o644)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git binary")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=TREES)
+def test_matches_git_on_random_trees(tree, tmp_path_factory):
+    root = tmp_path_factory.mktemp("rand") / "t"
+    build(root, tree)
+    assert compute_git_tree_sha1(root) == git_write_tree(root)
