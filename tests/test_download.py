@@ -1,0 +1,229 @@
+"""download(): resume, restart, retries, errors, hashing — against a real faulty server."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from artifacts_py.download import DownloadResult, download, make_session, offline
+from artifacts_py.errors import DownloadError, HashMismatchError, OfflineError
+from artifacts_py.treehash import blob_header
+from httpserver import FaultyServer, http_server  # noqa: F401  (fixture)
+
+DATA = os.urandom(300_000)
+SHA = hashlib.sha256(DATA).hexdigest()
+CUT = 100_000  # where truncated/stalled responses stop
+
+
+def fast_session(retries: int = 3):
+    """Same policy as the default session, with tiny backoff to keep tests quick."""
+    return make_session(retries=retries, backoff_factor=0.01)
+
+
+def ranges(server: FaultyServer, path: str) -> list:
+    return [r.headers.get("Range") for r in server.requests_for(path)]
+
+
+def test_plain_download(http_server, tmp_path):
+    url = http_server.add("/a.bin", DATA)
+    dest = tmp_path / "a.bin"
+    result = download(url, dest, sha256=SHA.upper())
+    assert result == DownloadResult(SHA, len(DATA), [])
+    assert dest.read_bytes() == DATA
+    assert http_server.requests[0].headers["User-Agent"].startswith("artifacts-py/")
+
+
+def test_sha256_mismatch_deletes_dest(http_server, tmp_path):
+    url = http_server.add("/a.bin", DATA)
+    dest = tmp_path / "a.bin"
+    with pytest.raises(HashMismatchError) as exc:
+        download(url, dest, sha256="0" * 64)
+    assert url in str(exc.value) and "0" * 64 in str(exc.value) and SHA in str(exc.value)
+    assert exc.value.actual == SHA
+    assert not dest.exists()
+
+
+def test_truncated_body_resumes_with_range(http_server, tmp_path):
+    url = http_server.add("/t.bin", DATA, truncate_first=1, truncate_at=CUT,
+                          headers={"ETag": '"v1"'})
+    dest = tmp_path / "t.bin"
+    assert download(url, dest, sha256=SHA).size == len(DATA)
+    assert dest.read_bytes() == DATA
+    assert ranges(http_server, "/t.bin") == [None, f"bytes={CUT}-"]
+    # The resume is conditional on the file being unchanged.
+    assert http_server.requests_for("/t.bin")[1].headers["If-Range"] == '"v1"'
+
+
+def test_server_ignoring_range_restarts_from_zero(http_server, tmp_path):
+    md5 = hashlib.md5
+    url = http_server.add("/i.bin", DATA, truncate_first=1, truncate_at=CUT, ignore_range=True)
+    dest = tmp_path / "i.bin"
+    result = download(url, dest, sha256=SHA, hashers=[md5])
+    assert dest.read_bytes() == DATA
+    assert ranges(http_server, "/i.bin") == [None, f"bytes={CUT}-"]
+    # Extra hashers were re-created for the restart, not fed the first CUT bytes twice.
+    assert result.digests[0].hexdigest() == md5(DATA).hexdigest()
+
+
+def test_lying_content_range_starts_over(http_server, tmp_path):
+    url = http_server.add("/l.bin", DATA, truncate_first=3, truncate_at=CUT, lie_range=True)
+    dest = tmp_path / "l.bin"
+    download(url, dest, sha256=SHA)
+    assert dest.read_bytes() == DATA
+    # After the lie, ranges are never trusted again: the retry after the next
+    # truncation starts from zero instead of asking for a range.
+    assert ranges(http_server, "/l.bin") == [None, f"bytes={CUT}-", None, None]
+
+
+def test_stalled_body_times_out_and_resumes(http_server, tmp_path):
+    url = http_server.add("/s.bin", DATA, stall_after=CUT, stall_first=1)
+    dest = tmp_path / "s.bin"
+    start = time.monotonic()
+    download(url, dest, sha256=SHA, timeout=(2, 0.5))
+    assert time.monotonic() - start < 5
+    assert dest.read_bytes() == DATA
+    assert ranges(http_server, "/s.bin") == [None, f"bytes={CUT}-"]
+
+
+def test_gives_up_after_attempts_and_removes_partial_file(http_server, tmp_path):
+    url = http_server.add("/g.bin", DATA, truncate_first=99, truncate_at=CUT, ignore_range=True)
+    dest = tmp_path / "g.bin"
+    with pytest.raises(DownloadError) as exc:
+        download(url, dest, attempts=3)
+    assert http_server.count("/g.bin") == 3
+    assert exc.value.url == url and "3 attempts" in str(exc.value)
+    assert not dest.exists()
+
+
+def test_server_errors_are_retried(http_server, tmp_path):
+    url = http_server.add("/r.bin", DATA, fail_first=2, status=500)
+    dest = tmp_path / "r.bin"
+    download(url, dest, sha256=SHA, session=fast_session())
+    assert dest.read_bytes() == DATA
+    assert http_server.count("/r.bin") == 3
+
+
+def test_429_retry_after_is_honoured(http_server, tmp_path):
+    url = http_server.add("/429.bin", DATA, fail_first=1, status=429, retry_after=1)
+    start = time.monotonic()
+    download(url, tmp_path / "x", sha256=SHA, session=fast_session())
+    assert time.monotonic() - start >= 0.95
+    assert http_server.count("/429.bin") == 2
+
+
+def test_404_fails_at_once_with_clear_message(http_server, tmp_path):
+    url = http_server.url("/missing.bin")
+    with pytest.raises(DownloadError) as exc:
+        download(url, tmp_path / "x", session=fast_session())
+    msg = str(exc.value)
+    assert f"{url}: HTTP 404" in msg and "\n" not in msg
+    assert exc.value.url == url
+    assert http_server.count("/missing.bin") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_persistent_503_fails_after_retry_budget(http_server, tmp_path):
+    url = http_server.add("/503.bin", DATA, status=503)
+    with pytest.raises(DownloadError) as exc:
+        download(url, tmp_path / "x", session=fast_session(retries=2))
+    msg = str(exc.value)
+    assert f"{url}: HTTP 503 Service Unavailable" in msg and "try again later" in msg
+    assert http_server.count("/503.bin") == 3  # first try + 2 retries
+
+
+def test_wrong_bytes_fail_the_hash(http_server, tmp_path):
+    url = http_server.add("/w.bin", DATA, wrong_bytes=True)
+    with pytest.raises(HashMismatchError):
+        download(url, tmp_path / "w.bin", sha256=SHA)
+    assert not (tmp_path / "w.bin").exists()
+
+
+def test_connection_refused_is_quick_and_readable(tmp_path):
+    # A bound socket that never listens: nothing can take the port meanwhile.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/x.bin"
+        start = time.monotonic()
+        with pytest.raises(DownloadError) as exc:
+            download(url, tmp_path / "x", session=fast_session(retries=1))
+    assert time.monotonic() - start < 3
+    msg = str(exc.value)
+    assert url in msg and "refused" in msg.lower()
+    assert "object at 0x" not in msg and "ConnectionPool" not in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("value", ["1", "TRUE", "yes", "On"])
+def test_offline_refuses_before_any_request(http_server, tmp_path, monkeypatch, value):
+    url = http_server.add("/o.bin", DATA)
+    monkeypatch.setenv("ARTIFACTS_PY_OFFLINE", value)
+    assert offline()
+    with pytest.raises(OfflineError) as exc:
+        download(url, tmp_path / "o.bin")
+    assert url in str(exc.value) and "ARTIFACTS_PY_OFFLINE" in str(exc.value)
+    assert http_server.requests == []
+    assert not (tmp_path / "o.bin").exists()
+
+
+def test_offline_is_read_each_call(monkeypatch):
+    monkeypatch.setenv("ARTIFACTS_PY_OFFLINE", "0")
+    assert not offline()
+    monkeypatch.setenv("ARTIFACTS_PY_OFFLINE", "on")
+    assert offline()
+
+
+def test_extra_hashers_match_hashlib(http_server, tmp_path):
+    url = http_server.add("/h.bin", DATA, truncate_first=1, truncate_at=CUT)
+    git_blob = functools.partial(hashlib.sha1, blob_header(len(DATA)))
+    result = download(url, tmp_path / "h.bin", hashers=[hashlib.md5, git_blob])
+    md5, blob = result.digests
+    assert md5.hexdigest() == hashlib.md5(DATA).hexdigest()
+    assert blob.hexdigest() == hashlib.sha1(blob_header(len(DATA)) + DATA).hexdigest()
+    assert result.sha256 == SHA
+
+
+def test_file_url(tmp_path, monkeypatch):
+    src = tmp_path / "src dir" / "data.bin"
+    src.parent.mkdir()
+    src.write_bytes(DATA)
+    monkeypatch.setenv("ARTIFACTS_PY_OFFLINE", "1")  # local files are not the network
+    result = download(src.as_uri(), tmp_path / "copy.bin", sha256=SHA)
+    assert result.size == len(DATA) and (tmp_path / "copy.bin").read_bytes() == DATA
+    with pytest.raises(DownloadError) as exc:
+        download((tmp_path / "nope.bin").as_uri(), tmp_path / "copy2.bin")
+    assert "nope.bin" in str(exc.value)
+
+
+def test_progress_bar_only_when_asked(http_server, tmp_path, capsys):
+    url = http_server.add("/p.bin", DATA)
+    download(url, tmp_path / "p1", progress=True, desc="fetching-p")
+    assert "fetching-p" in capsys.readouterr().err
+    download(url, tmp_path / "p2", progress=False, desc="fetching-p")
+    assert capsys.readouterr().err == ""
+
+
+def test_import_does_not_load_requests():
+    code = ("import sys, artifacts_py.download; "
+            "bad = {'requests', 'urllib3', 'tqdm'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
+
+
+def test_faulty_server_basics(http_server):
+    """The helper itself: HEAD, suffix ranges, unsatisfiable ranges, request log."""
+    import requests
+
+    url = http_server.add("/b.bin", b"0123456789")
+    head = requests.head(url)
+    assert head.headers["Content-Length"] == "10" and head.content == b""
+    part = requests.get(url, headers={"Range": "bytes=-3"})
+    assert (part.status_code, part.content) == (206, b"789")
+    assert part.headers["Content-Range"] == "bytes 7-9/10"
+    assert requests.get(url, headers={"Range": "bytes=10-"}).status_code == 416
+    assert http_server.count("/b.bin") == 3 and http_server.count("/b.bin", "HEAD") == 1
