@@ -41,6 +41,15 @@ def new_project(gob: RunningGobbler, name: str, **permissions) -> None:
     gob.ok("create_project", payload)
 
 
+def set_finish(gob: RunningGobbler, project: str, asset: str, version: str, when: str) -> None:
+    """Give a version a chosen upload_finish (times have whole-second precision)."""
+    path = os.path.join(gob.registry, project, asset, version, "..summary")
+    summary = json.loads(open(path).read())
+    summary["upload_finish"] = when
+    with open(path, "w") as handle:
+        handle.write(go_json(summary))
+
+
 # ---------------------------------------------------------------- upload and formats
 
 
@@ -222,8 +231,8 @@ def test_probation_approve_and_reject(gob):
     assert gob.read_json("prob", "a", "..latest") == {"version": "v1"}
     assert gob.read_json("prob", "..usage") == {"total": 6}  # probational versions count
 
-    time.sleep(1.05)  # upload_finish has whole-second precision; "later" must be strictly later
     gob.upload("prob", "a", "v3", {"x": "three"}, on_probation=True)
+    set_finish(gob, "prob", "a", "v3", "2999-01-01T00:00:00Z")  # strictly later than v1
     pyg.approve_probation("prob", "a", "v3", staging=gob.staging, url=gob.url)
     assert "on_probation" not in gob.read_json("prob", "a", "v3", "..summary")
     assert gob.read_json("prob", "a", "..latest") == {"version": "v3"}
@@ -337,9 +346,8 @@ def test_names_are_checked(gob):
 def test_delete_refresh_latest_and_usage(gob):
     new_project(gob, "del")
     for i, version in enumerate(["v1", "v2", "v3"]):
-        if i:
-            time.sleep(1.05)  # distinct upload_finish seconds
         gob.upload("del", "a", version, {"f": version * (i + 1)})
+        set_finish(gob, "del", "a", version, f"2030-01-0{i + 1}T00:00:00+02:00")
     assert gob.read_json("del", "a", "..latest") == {"version": "v3"}
     pyg.remove_version("del", "a", "v3", staging=gob.staging, url=gob.url)
     assert gob.read_json("del", "a", "..latest") == {"version": "v2"}
@@ -684,6 +692,15 @@ def test_whitelist_spoof_and_prefix(tmp_path):
 def _post(server, path):
     status, headers, body = server.http("POST", path)
     return status, json.loads(body)
+
+
+def test_flags_accept_go_and_gnu_spellings():
+    from artifacts_py.gobbler.server import parse_args
+    args = parse_args(["-registry=/r/", "--staging", "/s", "-port=0", "-admin=a,b",
+                       "-prefix", "api", "-probation=3", "-host=0.0.0.0"])
+    assert (args.registry, args.staging, args.port, args.admin, args.prefix, args.probation,
+            args.host) == ("/r/", "/s", 0, "a,b", "api", 3, "0.0.0.0")
+    assert parse_args(["-registry", "/r", "-staging", "/s"]).port == 8080
 
 
 def test_startup_errors(tmp_path):

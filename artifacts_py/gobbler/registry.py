@@ -67,7 +67,7 @@ def check_name(body: Dict[str, Any], field: str) -> str:
         raise ActionError(400, f"expected '{field}' to be a string")
     reason = bad_name_reason(value)
     if reason is not None:
-        raise ActionError(400, f"invalid {field} name {value!r}; {reason}")
+        raise ActionError(400, f"invalid {field} name {json.dumps(value)}; {reason}")
     return value
 
 
