@@ -1,0 +1,407 @@
+#!/usr/bin/env python3
+"""Benchmark artifacts-gobbler's ``GET /fetch`` against nginx on the same registry.
+
+Prerequisite: nginx on PATH (Debian: ``apt-get install -y nginx-light`` or
+``nginx``).  This script installs nothing.  Run it from the repository root::
+
+    python benchmarks/bench_gobbler_server.py            # full: 2,000 x 16 KiB + 1 GiB
+    python benchmarks/bench_gobbler_server.py --quick    # smoke: 200 x 16 KiB + 128 MiB
+
+What it does:
+
+1. starts our server (``artifacts_py.gobbler.launch.start_gobbler``) on fresh
+   staging/registry directories and publishes, through the server's own
+   ``upload`` action (hand-written request files, ``consume: true``), version
+   ``bench/small/v1`` with N files of 16 KiB and ``bench/large/v1`` with one
+   big file;
+2. runs nginx as a non-daemon on a free loopback port (generated nginx.conf in
+   a temporary directory: 2 workers, sendfile, tcp_nopush, keep-alive, no
+   access log) serving the SAME registry directory at ``/fetch/``;
+3. fetches, best of ``--repeat`` (3) runs each, from both servers (runs
+   interleaved ours/nginx); every response's status and length is checked:
+   * ``small``: every small file, 8 client threads, one ``requests.Session``
+     (keep-alive) per thread (``--client http.client``: one keep-alive
+     ``http.client`` connection per thread, which costs far less client CPU);
+   * ``large-1``: the big file in one GET by one thread;
+   * ``large-8``: the big file as 8 Range requests of size/8 (128 MiB for
+     1 GiB), one per thread;
+4. prints seconds, MB/s, req/s per server and the ratio ours/nginx (of
+   throughput) against the targets: >= 0.3x for small, >= 0.8x for large.
+
+Client and servers share the machine (2 cores here), so the numbers are
+relative, and with the default requests client the client itself is often
+the bottleneck for small files.  Exit status is 1 if a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+SMALL_SIZE = 16 * 1024
+TARGETS = {"small": 0.3, "large-1": 0.8, "large-8": 0.8}
+
+NGINX_CONF = """\
+{user}worker_processes 2;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    keepalive_requests 1000000;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        location /fetch/ {{
+            alias {registry}/;
+            disable_symlinks off;
+        }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Result:
+    """One timed run: wall seconds, bytes and requests transferred."""
+
+    seconds: float
+    nbytes: int
+    requests: int
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.nbytes / self.seconds / 1e6
+
+    @property
+    def req_per_s(self) -> float:
+        return self.requests / self.seconds
+
+
+# --- publishing through our server -----------------------------------------------
+
+
+def _post_request(url: str, staging: Path, action: str, body: dict) -> dict:
+    """Write a request file and trigger it, as pygobbler does."""
+    import requests
+
+    path = staging / f"request-{action}-{uuid.uuid4().hex[:12]}"
+    path.write_text(json.dumps(body))
+    try:
+        resp = requests.post(f"{url}/new/{path.name}")
+    finally:
+        path.unlink(missing_ok=True)
+    if resp.status_code != 200:
+        raise SystemExit(f"{action} failed: HTTP {resp.status_code} {resp.text[:300]}")
+    return resp.json()
+
+
+def _write_random(path: Path, size: int) -> None:
+    """A file of ``size`` random bytes (random so nothing deduplicates or compresses)."""
+    chunk = 16 << 20
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            n = min(chunk, left)
+            fh.write(os.urandom(n))
+            left -= n
+
+
+def publish(url: str, staging: Path, n_small: int, large_size: int) -> dict[str, float]:
+    """Publish bench/small/v1 and bench/large/v1; return the seconds each upload took."""
+    _post_request(url, staging, "create_project", {"project": "bench"})
+    timings: dict[str, float] = {}
+    for asset, fill in (("small", lambda d: [_write_random(d / f"f{i:05d}.bin", SMALL_SIZE)
+                                             for i in range(n_small)]),
+                        ("large", lambda d: _write_random(d / "big.bin", large_size))):
+        src = staging / f"src-{asset}"
+        src.mkdir()
+        fill(src)
+        start = time.perf_counter()
+        _post_request(url, staging, "upload", {"source": src.name, "project": "bench",
+                                               "asset": asset, "version": "v1",
+                                               "consume": True})
+        timings[asset] = time.perf_counter() - start
+        shutil.rmtree(src, ignore_errors=True)
+    return timings
+
+
+# --- nginx ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    """Poll until something accepts connections on ``port`` (or the process died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"nginx exited with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nginx did not listen on port {port} within {timeout} s")
+
+
+def start_nginx(registry: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
+    """Run nginx in the foreground serving ``registry`` at /fetch/; return (process, url)."""
+    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                    else None)
+    if exe is None:
+        raise SystemExit("nginx not found: install it first (apt-get install -y nginx-light)")
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    # As root, nginx workers would drop to 'nobody' and could not read a 0700 temp dir.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, registry=registry))
+    proc = subprocess.Popen([exe, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for_port(port, proc)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_nginx(proc: subprocess.Popen) -> None:
+    """Fast shutdown of the master and its workers."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# --- clients -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One GET: path, expected status and body length, optional Range header."""
+
+    path: str
+    length: int
+    status: int = 200
+    range_: Optional[tuple[int, int]] = None
+
+
+class RequestsClient:
+    """A keep-alive ``requests.Session`` bound to one base URL (the default client)."""
+
+    def __init__(self, base: str) -> None:
+        import requests
+
+        self.base = base
+        self.session = requests.Session()
+
+    def get(self, job: Job) -> tuple[int, int]:
+        """GET ``job``; return (status, body bytes read)."""
+        headers = {"Range": f"bytes={job.range_[0]}-{job.range_[1]}"} if job.range_ else None
+        with self.session.get(self.base + job.path, headers=headers, stream=True) as resp:
+            return resp.status_code, sum(len(c) for c in resp.iter_content(1 << 20))
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class HttpClient:
+    """A keep-alive ``http.client`` connection: far less client CPU per request."""
+
+    def __init__(self, base: str) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base)
+        self.conn = http.client.HTTPConnection(parts.hostname, parts.port)
+        self.buf = bytearray(1 << 20)
+
+    def get(self, job: Job) -> tuple[int, int]:
+        """GET ``job``; return (status, body bytes read)."""
+        headers = {"Range": f"bytes={job.range_[0]}-{job.range_[1]}"} if job.range_ else {}
+        self.conn.request("GET", job.path, headers=headers)
+        resp = self.conn.getresponse()
+        view, got = memoryview(self.buf), 0
+        while True:
+            n = resp.readinto(view)
+            if not n:
+                break
+            got += n
+        return resp.status, got
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+CLIENTS = {"requests": RequestsClient, "http.client": HttpClient}
+
+
+def _run_threads(make_client: Callable[[], Any], jobs: list[Job], threads: int) -> Result:
+    """Run ``jobs`` on ``threads`` threads, one keep-alive client each; time the lot."""
+    clients = [make_client() for _ in range(threads)]
+    totals = [(0, 0)] * threads
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(i: int) -> None:
+        nbytes = 0
+        mine = jobs[i::threads]
+        barrier.wait()
+        try:
+            for job in mine:
+                status, got = clients[i].get(job)
+                if status != job.status or got != job.length:
+                    raise RuntimeError(f"GET {job.path} {job.range_}: HTTP {status}, {got} bytes;"
+                                       f" expected {job.status}, {job.length}")
+                nbytes += got
+        except BaseException as exc:  # reported after join
+            errors.append(exc)
+        totals[i] = (nbytes, len(mine))
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in pool:
+        t.join()
+    seconds = time.perf_counter() - start
+    for c in clients:
+        c.close()
+    if errors:
+        raise errors[0]
+    return Result(seconds, sum(t[0] for t in totals), sum(t[1] for t in totals))
+
+
+def scenarios(n_small: int, large_size: int, threads: int) -> dict[str, tuple[list[Job], int]]:
+    """name -> (jobs, client threads)."""
+    big = "/fetch/bench/large/v1/big.bin"
+    part = large_size // threads
+    ranges = [(i * part, large_size - 1 if i == threads - 1 else (i + 1) * part - 1)
+              for i in range(threads)]
+    return {
+        "small": ([Job(f"/fetch/bench/small/v1/f{i:05d}.bin", SMALL_SIZE)
+                   for i in range(n_small)], threads),
+        "large-1": ([Job(big, large_size)], 1),
+        "large-8": ([Job(big, b - a + 1, 206, (a, b)) for a, b in ranges], threads),
+    }
+
+
+def best_of(repeat: int, clients: list[Callable[[], Any]], jobs: list[Job], threads: int
+            ) -> list[Result]:
+    """Fastest of ``repeat`` runs for each client factory; runs are interleaved
+    (A, B, A, B, ...) so that machine noise hits both servers alike."""
+    runs: list[list[Result]] = [[] for _ in clients]
+    for _ in range(repeat):
+        for i, make_client in enumerate(clients):
+            runs[i].append(_run_threads(make_client, jobs, threads))
+    return [min(r, key=lambda x: x.seconds) for r in runs]
+
+
+# --- main ----------------------------------------------------------------------------
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Parse arguments, run the benchmark, print the table; 1 if a target is missed."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="200 small files and 128 MiB")
+    ap.add_argument("--small-count", type=int, default=None, help="default 2000 (quick: 200)")
+    ap.add_argument("--large-mib", type=int, default=None, help="default 1024 (quick: 128)")
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--client", choices=sorted(CLIENTS), default="requests",
+                    help="HTTP client per thread (http.client costs less client CPU)")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="parent of the work dir holding staging/registry (default: system temp);"
+                         " with it the work dir is kept afterwards")
+    args = ap.parse_args(argv)
+    n_small = args.small_count or (200 if args.quick else 2000)
+    large_size = (args.large_mib or (128 if args.quick else 1024)) << 20
+
+    from artifacts_py.gobbler import launch
+
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-gobbler-", dir=args.workdir))
+    staging, registry = work / "staging", work / "registry"
+    staging.mkdir(mode=0o1777)
+    registry.mkdir(mode=0o755)
+    nginx = None
+    try:
+        new, _, _, ours = launch.start_gobbler(staging=str(staging), registry=str(registry),
+                                               admin=[getpass.getuser()])
+        if not new:
+            raise SystemExit("launch.start_gobbler reused a running server; stop it first")
+        print(f"publishing {n_small} x {SMALL_SIZE} B and 1 x {large_size >> 20} MiB via {ours}",
+              flush=True)
+        upload_s = publish(ours, staging, n_small, large_size)
+        print("upload seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in upload_s.items()))
+        nginx, theirs = start_nginx(registry, work / "nginx")
+        print(f"nginx {theirs}; client: {args.client}, {args.threads} threads,"
+              f" best of {args.repeat}\n",
+              flush=True)
+        rows = []
+        client = CLIENTS[args.client]
+        for name, (jobs, threads) in scenarios(n_small, large_size, args.threads).items():
+            r_ours, r_ngx = best_of(args.repeat, [lambda: client(ours), lambda: client(theirs)],
+                                    jobs, threads)
+            rows.append((name, r_ours, r_ngx))
+    finally:
+        if nginx is not None:
+            stop_nginx(nginx)
+        launch.stop_gobbler()
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return report(rows)
+
+
+def report(rows: list[tuple[str, Result, Result]]) -> int:
+    """Print the table; return 1 if any ratio is below its target."""
+    head = (f"{'scenario':<9} {'server':<7} {'seconds':>8} {'MB/s':>9} {'req/s':>9}"
+            f" {'ours/nginx':>10} {'target':>7}  verdict")
+    print(head)
+    print("-" * len(head))
+    missed = 0
+    for name, r_ours, r_ngx in rows:
+        ratio = r_ngx.seconds / r_ours.seconds
+        ok = ratio >= TARGETS[name]
+        missed += not ok
+        for label, r in (("ours", r_ours), ("nginx", r_ngx)):
+            tail = (f" {ratio:>9.2f}x {TARGETS[name]:>6.1f}x  {'ok' if ok else 'MISSED'}"
+                    if label == "ours" else "")
+            print(f"{name:<9} {label:<7} {r.seconds:>8.3f} {r.mb_per_s:>9.1f}"
+                  f" {r.req_per_s:>9.1f}{tail}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
