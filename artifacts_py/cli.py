@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from . import core, depot
 from .errors import ArtifactError, InstallError
@@ -23,10 +23,13 @@ def _print_json(data: Any) -> None:
 
 def _toml(args: argparse.Namespace, must_exist: bool = True) -> Path:
     """The Artifacts.toml the command works on: --toml, the env var, or ./Artifacts.toml."""
-    if args.toml:
-        return Path(args.toml)
-    from .tomlmodel import TOML_ENV, find_artifacts_toml
+    from .tomlmodel import TOML_ENV, TOML_NAMES, find_artifacts_toml, resolve_toml
 
+    if args.toml:
+        given = Path(args.toml)
+        if given.is_dir() and not must_exist and not any((given / n).is_file() for n in TOML_NAMES):
+            return given / "Artifacts.toml"  # a new file in that directory
+        return Path(resolve_toml(given, None))  # a directory means the file in it
     if os.environ.get(TOML_ENV):
         return Path(os.environ[TOML_ENV])
     found = find_artifacts_toml(os.getcwd())
@@ -48,15 +51,39 @@ def _human(n: Optional[int]) -> str:
     return str(n)
 
 
+def _platform(args: argparse.Namespace) -> Any:
+    """The --platform triplet (e.g. x86_64-linux-gnu) as a Platform, or None."""
+    if not args.platform:
+        return None
+    from .platforms import parse_triplet
+
+    return parse_triplet(args.platform)
+
+
 def _progress(args: argparse.Namespace) -> Optional[bool]:
     return False if getattr(args, "quiet", False) else None
 
 
 # ------------------------------------------------------------------ commands
 
-def cmd_add(args: argparse.Namespace) -> int:
-    from .authoring import add_artifact
+def _pinned(toml: Path, name: str) -> Optional[Tuple[str, str]]:
+    """(tree hash, sources) that ``name`` is bound to now, or None if unbound."""
     from .tomlmodel import load_file
+
+    if not toml.exists():
+        return None
+    f = load_file(toml)
+    if name not in f:
+        return None
+    try:
+        entry = f.variants(name)[0]
+    except ArtifactError as e:
+        return "(unreadable)", f"a malformed entry: {_one_line(e)}"
+    return entry.git_tree_sha1, _source_summary(entry)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from .authoring import bind_resolved, resolve_source
 
     toml = _toml(args, must_exist=False)
     source = args.source
@@ -70,19 +97,17 @@ def cmd_add(args: argparse.Namespace) -> int:
             raise ValueError(f"{source!r}: expected a tarball URL or PROJECT/ASSET[@VERSION]")
         kwargs.update(project=parts[0], asset=parts[1], version=version or None,
                       url=args.url, registry=args.registry)
-    from .authoring import bind_resolved, resolve_source
-
-    old = load_file(toml).variants(args.name)[0] if toml.exists() and args.name in load_file(toml) else None
+    old = None if args.force else _pinned(toml, args.name)
     info = resolve_source(progress=_progress(args), **kwargs)
     new_source = (f"gobbler:{info['gobbler']['project']}/{info['gobbler']['asset']}/"
                   f"{info['gobbler']['version']}" if "gobbler" in info else info["url"])
-    if old is not None and not args.force:
-        old_source = _source_summary(old)
-        if old.git_tree_sha1 == info["git_tree_sha1"] and new_source in old_source:
-            print(f"{args.name} is already pinned to {new_source} ({old.git_tree_sha1}); nothing to change")
+    if old is not None:
+        old_hash, old_source = old
+        if old_hash == info["git_tree_sha1"] and new_source in old_source.split(", "):
+            print(f"{args.name} is already pinned to {new_source} ({old_hash}); nothing to change")
             return 0
         raise ValueError(
-            f"{toml}: {args.name} is pinned to {old.git_tree_sha1} ({old_source}); re-pinning would "
+            f"{toml}: {args.name} is pinned to {old_hash} ({old_source}); re-pinning would "
             f"bind {info['git_tree_sha1']} ({new_source}); pass --force to re-pin")
     bind_resolved(toml, args.name, info, lazy=args.lazy, force=args.force)
     if args.json:
@@ -110,14 +135,14 @@ def cmd_bind(args: argparse.Namespace) -> int:
     from .binding import bind_artifact
 
     gobbler = None
-    if args.project or args.asset or args.version:
+    if args.project or args.asset or args.version or args.url or args.registry:
         gobbler = {"project": args.project, "asset": args.asset, "version": args.version,
                    "url": args.url, "registry": args.registry}
     if bool(args.download_url) != bool(args.sha256):
         raise ValueError("--download-url and --sha256 go together")
     toml = _toml(args, must_exist=False)
     bind_artifact(toml, args.name, args.git_tree_sha1, args.download_url, args.sha256,
-                  lazy=args.lazy, force=args.force, gobbler=gobbler)
+                  lazy=args.lazy, force=args.force, gobbler=gobbler, platform=_platform(args))
     print(f"bound {args.name} = {args.git_tree_sha1.lower()} in {toml}")
     return 0
 
@@ -126,7 +151,7 @@ def cmd_unbind(args: argparse.Namespace) -> int:
     from .binding import unbind_artifact
 
     toml = _toml(args)
-    if not unbind_artifact(toml, args.name):
+    if not unbind_artifact(toml, args.name, platform=_platform(args)):
         raise KeyError(f"{toml}: no artifact named {args.name!r}; nothing to unbind")
     print(f"unbound {args.name} from {toml}")
     return 0
@@ -137,14 +162,29 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     toml = _toml(args)
     f = load_file(toml)
-    names = args.names or [n for n in f.names() if args.include_lazy or not f.entry(n).lazy]
-    out = {}
-    for name in names:
-        out[name] = str(core.ensure_artifact_installed(name, toml, progress=_progress(args)))
+
+    def wanted(name: str) -> bool:
+        try:
+            return args.include_lazy or not f.entry(name).lazy
+        except ArtifactError:
+            return True  # let the fetch below report what is wrong with it
+
+    names = args.names or [n for n in f.names() if wanted(n)]
+    out: Dict[str, str] = {}
+    failed: List[str] = []
+    for name in names:  # one bad name does not stop the others
+        try:
+            out[name] = str(core.ensure_artifact_installed(name, toml, progress=_progress(args)))
+        except (ArtifactError, OSError, ValueError, KeyError) as e:
+            failed.append(f"{name}: {_one_line(e)}")
+            continue
         if not args.json:
             print(f"{name}\t{out[name]}")
     if args.json:
         _print_json(out)
+    if failed:
+        raise ArtifactError(f"could not fetch {len(failed)} of {len(names)} artifact(s): "
+                            + " || ".join(failed))
     return 0
 
 
@@ -153,11 +193,13 @@ def cmd_path(args: argparse.Namespace) -> int:
     if args.no_install:
         from .tomlmodel import load_file
 
-        entry = load_file(toml).entry(args.name)
+        name, _, sub = args.name.replace("\\", "/").partition("/")  # Name/sub/file, as artifact()
+        entry = load_file(toml).entry(name)
         path = depot.find_installed(entry.git_tree_sha1)
         if path is None:
-            raise FileNotFoundError(f"artifact {args.name!r} ({entry.git_tree_sha1}) is not "
-                                    f"installed; run `artifacts fetch {args.name}`")
+            raise FileNotFoundError(f"artifact {name!r} ({entry.git_tree_sha1}) is not "
+                                    f"installed; run `artifacts fetch {name}`")
+        path = path / sub if sub else path
     else:
         path = core.artifact(args.name, toml)
     print(path)
@@ -204,23 +246,30 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .tomlmodel import load_file
+    from .treehash import compute_git_tree_sha1
 
-    if args.all or not args.names:
+    results: Dict[str, str] = {}
+    if args.all:
         if args.names:
             raise ValueError("give names or --all, not both")
-        hashes = {h: h for h in depot.installed_hashes()}
-        if not args.all:
-            f = load_file(_toml(args))
-            hashes = {n: f.entry(n).git_tree_sha1 for n in f.names()}
+        for d in depot.depot_stack():  # every copy in every depot, by path
+            for h in depot.installed_hashes(d):
+                path = depot.artifacts_dir(d) / h
+                results[str(path)] = "ok" if compute_git_tree_sha1(path) == h else "CORRUPT"
     else:
         f = load_file(_toml(args))
-        hashes = {n: f.entry(n).git_tree_sha1 for n in args.names}
-    results = {}
-    for label, h in hashes.items():
-        if depot.find_installed(h) is None:
-            results[label] = "missing"
-        else:
-            results[label] = "ok" if core.verify_artifact(h) else "CORRUPT"
+        for name in args.names or f.names():
+            try:
+                h = f.entry(name).git_tree_sha1
+            except ArtifactError as e:
+                if args.names:
+                    raise
+                results[name] = f"invalid ({_one_line(e)})"
+                continue
+            if depot.find_installed(h) is None:
+                results[name] = "missing"
+            else:
+                results[name] = "ok" if core.verify_artifact(h) else "CORRUPT"
     if args.json:
         _print_json(results)
     else:
@@ -228,9 +277,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"{state:<8} {label}")
     bad = [k for k, v in results.items() if v == "CORRUPT"]
     if bad:
-        print(f"artifacts: error: {len(bad)} artifact(s) do not match their hash: "
-              f"{', '.join(bad)}; remove them with `artifacts gc` or re-fetch", file=sys.stderr)
-        return 1
+        raise ArtifactError(f"{len(bad)} artifact(s) do not match their hash: {', '.join(bad)}; "
+                            "remove them with `artifacts gc` or re-fetch them")
+    missing = [k for k, v in results.items() if v == "missing"]
+    if args.names and missing:
+        raise ArtifactError(f"not installed, so not verified: {', '.join(missing)}; "
+                            "run `artifacts fetch` first")
     return 0
 
 
@@ -305,8 +357,15 @@ def cmd_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 # -------------------------------------------------------------------- parser
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr, like every other error."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="artifacts", description="Julia-compatible, content-addressed artifacts "
         "(Artifacts.toml) backed by Gobbler registries and tarball mirrors.")
     p.add_argument("--version", action="version", version="artifacts-py 0.1.0")
@@ -350,10 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--registry", help="mounted Gobbler registry path")
     sp.add_argument("--lazy", action="store_true")
     sp.add_argument("--force", action="store_true")
+    sp.add_argument("--platform", metavar="TRIPLET", help="bind one platform variant "
+                    "([[NAME]] entry), e.g. x86_64-linux-gnu or aarch64-apple-darwin")
     sp.set_defaults(func=cmd_bind)
 
     sp = cmd("unbind", "remove NAME from the Artifacts.toml")
     sp.add_argument("name")
+    sp.add_argument("--platform", metavar="TRIPLET", help="remove only this platform variant")
     sp.set_defaults(func=cmd_unbind)
 
     sp = cmd("publish", "upload a folder to Gobbler and bind it as NAME", True)
@@ -435,6 +497,12 @@ def _run(fn) -> int:
     except (ArtifactError, OSError, ValueError, KeyError) as e:
         print(f"artifacts: error: {_one_line(e)}", file=sys.stderr)
         return 1
+    except Exception as e:  # noqa: BLE001 - a bug: still one line; the traceback on request
+        if os.environ.get("ARTIFACTS_PY_DEBUG"):
+            raise
+        print(f"artifacts: internal error: {type(e).__name__}: {_one_line(e)} "
+              "(set ARTIFACTS_PY_DEBUG=1 for a traceback, and please report it)", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

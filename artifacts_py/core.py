@@ -11,6 +11,7 @@ source in order and reporting every failure in one :class:`InstallError`.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
@@ -28,12 +29,12 @@ def _offline() -> bool:
 
 
 def _split(name: str) -> Tuple[str, str]:
-    """Julia's ``artifact"Name/sub/file"``: the name and the path inside it."""
-    for sep in ("/", "\\"):
-        if sep in name:
-            head, _, rest = name.partition(sep)
-            return head, rest
-    return name, ""
+    """Julia's ``artifact"Name/sub/file"``: the name and the path inside it.
+
+    Like Julia, split at the first ``/`` or ``\\`` and join the rest with ``/``.
+    """
+    parts = name.replace("\\", "/").split("/", 1)
+    return (parts[0], parts[1]) if len(parts) == 2 else (name, "")
 
 
 def _entry(name: str, toml: Optional[PathLike], caller: Optional[str]) -> Tuple[ArtifactsFile, ArtifactEntry]:
@@ -72,7 +73,10 @@ def ensure_all_artifacts_installed(toml: Optional[PathLike] = None, include_lazy
     f = load_file(resolve_toml(toml, caller_file() if toml is None else None))
     out = {}
     for name in f.names():
-        entry = f.entry(name)
+        try:
+            entry = f.entry(name)
+        except ArtifactNotFoundError:  # bound, but not for this platform: skip (Julia)
+            continue
         if entry.lazy and not include_lazy:
             continue
         out[name] = depot.find_installed(entry.git_tree_sha1) or install_entry(entry, progress=progress)
@@ -91,6 +95,8 @@ def install_entry(entry: ArtifactEntry, *, progress: Optional[bool] = None) -> P
             f"{where} is not installed and has no source: add a [{entry.name}.gobbler] table "
             f"or a [[{entry.name}.download]] mirror (`artifacts add`)")
     offline = _offline()
+    if not offline or any(not s.network for s in sources):
+        _check_depot(where)
     failures: List[Tuple[str, BaseException]] = []
     for source in sources:
         if offline and source.network:
@@ -98,14 +104,42 @@ def install_entry(entry: ArtifactEntry, *, progress: Optional[bool] = None) -> P
                 "skipped: ARTIFACTS_PY_OFFLINE is set and this source needs the network")))
             continue
         try:
-            return depot.install(entry.git_tree_sha1, source.fill, label=f"{entry.name!r} from {source.label}")
+            return depot.install(entry.git_tree_sha1, source.fill,
+                                 label=f"{entry.name!r} from {source.label}")
         except (ArtifactError, OSError, ValueError) as e:
             failures.append((source.label, e))
+            if isinstance(e, OSError) and e.errno in _DISK_FULL:
+                raise _disk_full(where, failures, e.errno) from e
     if offline and all(isinstance(e, OfflineError) for _, e in failures):
         raise OfflineError(f"{where} is not installed, and every source needs the network "
                            "while ARTIFACTS_PY_OFFLINE is set; unset it to download")
     raise InstallError(f"could not install {where}; nothing was installed. Sources tried:",
                        failures)
+
+
+def _check_depot(where: str) -> None:
+    """Fail once, naming the depot, when it cannot be written (not once per source)."""
+    target = depot.artifacts_dir()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InstallError(
+            f"could not install {where}: cannot create {target} ({e.strerror or e}); the first "
+            "entry of ARTIFACTS_PY_DEPOT_PATH (or set_cache_dir) must be a writable "
+            "directory") from e
+
+
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))  # no EDQUOT on Windows
+
+
+def _disk_full(where: str, failures: List[Tuple[str, BaseException]], code: int) -> InstallError:
+    """Other sources would fail the same way: stop, and say where space is missing."""
+    err = InstallError(
+        f"could not install {where}: the depot {depot.get_cache_dir()} is full "
+        f"({os.strerror(code)}); nothing was installed. Free space (`artifacts gc`) or put "
+        f"a depot with room first in ARTIFACTS_PY_DEPOT_PATH. Sources tried:", failures)
+    err.errno = code
+    return err
 
 
 def artifact_hash(name: str, toml: Optional[PathLike] = None) -> str:
@@ -130,10 +164,6 @@ def artifact_exists(name_or_hash: str, toml: Optional[PathLike] = None) -> bool:
 
 def artifact_path(tree_hash: str) -> Path:
     """Where the tree ``tree_hash`` is installed, or would be (Julia's ``artifact_path``)."""
-    from .treehash import is_sha1_hex
-
-    if not is_sha1_hex(tree_hash):
-        raise ValueError(f"{tree_hash!r} is not a 40-digit hex git-tree-sha1")
     return depot.artifact_path(tree_hash)
 
 
@@ -154,7 +184,7 @@ def verify_artifact(tree_hash: str, honor_overrides: bool = False) -> bool:
 
 
 def remove_artifact(tree_hash: str) -> None:
-    """Delete an installed artifact from every writable depot (not overrides)."""
+    """Delete an installed artifact from the first depot (never a shared one, never an override)."""
     depot.remove_artifact(tree_hash)
 
 

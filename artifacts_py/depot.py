@@ -105,6 +105,7 @@ def load_overrides(force: bool = False) -> Dict[str, Path]:
         return cached
     result: Dict[str, Path] = {}
     redirects: Dict[str, str] = {}
+    source: Dict[str, Path] = {}  # which file set each redirect, for errors
     for depot in reversed(stack):
         path = depot / "artifacts" / "Overrides.toml"
         try:
@@ -125,6 +126,7 @@ def load_overrides(force: bool = False) -> Dict[str, Path]:
                 redirects.pop(key, None)
             elif isinstance(value, str) and _is_hash(value):
                 redirects[key] = value.lower()
+                source[key] = path
                 result.pop(key, None)
             elif isinstance(value, str) and os.path.isabs(value):
                 result[key] = Path(value)
@@ -132,10 +134,26 @@ def load_overrides(force: bool = False) -> Dict[str, Path]:
             else:
                 raise ArtifactsTomlError("an override must be an absolute path, a 40-hex hash "
                                          "or \"\"", path=str(path), key=key)
-    for key, target in redirects.items():
-        result[key] = _plain_artifact_path(target, stack)
+    paths = dict(result)
+    for key in redirects:
+        result[key] = _follow_redirect(key, redirects, paths, stack, source[key])
     _overrides_cache[stack] = result
     return result
+
+
+def _follow_redirect(key: str, redirects: Dict[str, str], paths: Dict[str, Path],
+                     stack: Tuple[Path, ...], path: Path) -> Path:
+    """Where a hash-to-hash override ends: the target's own override, else its
+    installed path (Julia's ``artifact_path(target)``, which honours overrides)."""
+    chain = [key]
+    target = redirects[key]
+    while target in redirects:
+        if target in chain:
+            raise ArtifactsTomlError("hash overrides form a loop: " + " -> ".join(chain + [target])
+                                     + "; point one of them at a path", path=str(path), key=key)
+        chain.append(target)
+        target = redirects[target]
+    return paths.get(target) or _plain_artifact_path(target, stack)
 
 
 def _check_uuid_table(path: Path, key: str, table: dict) -> None:
@@ -154,6 +172,17 @@ def _check_uuid_table(path: Path, key: str, table: dict) -> None:
 
 # -------------------------------------------------------------------- lookup
 
+def _require_hash(tree_hash: str) -> str:
+    """``tree_hash`` in lower case; a ValueError unless it is 40 hex digits.
+
+    It becomes a path below the depot, so anything else (``..``, ``/abs``)
+    must never get that far.
+    """
+    if not _is_hash(tree_hash):
+        raise ValueError(f"{tree_hash!r} is not a 40-digit hex git-tree-sha1")
+    return tree_hash.lower()
+
+
 def _plain_artifact_path(tree_hash: str, stack) -> Path:
     for depot in stack:
         candidate = depot / "artifacts" / tree_hash
@@ -168,7 +197,7 @@ def artifact_path(tree_hash: str, honor_overrides: bool = True) -> Path:
     An override wins; then the first depot that holds it; else the path in the
     first depot. Costs a few ``stat`` calls: no hashing, no listing.
     """
-    tree_hash = tree_hash.lower()
+    tree_hash = _require_hash(tree_hash)
     if honor_overrides:
         override = load_overrides().get(tree_hash)
         if override is not None:
@@ -198,7 +227,7 @@ def install(tree_hash: str, fill: Callable[[Path], Optional[str]], *, label: str
     directory hashed here. A mismatch raises :class:`HashMismatchError` and
     nothing is installed. An existing destination counts as success.
     """
-    tree_hash = tree_hash.lower()
+    tree_hash = _require_hash(tree_hash)
     found = find_installed(tree_hash, honor_overrides=False)
     if found is not None:
         return found
@@ -241,6 +270,8 @@ def _fill_and_commit(fill: Callable[[Path], Optional[str]], expected: Optional[s
         if found is not None:
             return found
         make_readonly(tmp)
+        # mkdtemp made it 0700; an installed tree is as readable as its depot (Julia).
+        os.chmod(tmp, stat.S_IMODE(os.stat(target_dir).st_mode))
         dest = target_dir / computed
         try:
             os.rename(tmp, dest)
@@ -326,26 +357,23 @@ def new_download_path() -> Path:
 
 
 def remove_artifact(tree_hash: str) -> List[Path]:
-    """Delete an installed artifact from every *writable* place it is in.
+    """Delete an installed artifact from the first (written) depot.
 
-    Overridden hashes are left alone (as in Julia). Returns what was removed.
+    The other depots are read-only shared caches and are never touched;
+    overridden hashes are left alone (as in Julia). Returns what was removed.
     """
-    tree_hash = tree_hash.lower()
+    tree_hash = _require_hash(tree_hash)
     if is_overridden(tree_hash):
         return []
-    removed = []
-    for depot in depot_stack():
-        p = depot / "artifacts" / tree_hash
-        if os.path.isdir(p) and os.access(depot / "artifacts", os.W_OK):
-            # Rename first so that readers never see a half-deleted tree.
-            doomed = p.with_name(f"{TEMP_PREFIX}rm-{tree_hash}-{os.getpid()}")
-            try:
-                os.rename(p, doomed)
-            except OSError:
-                continue
-            remove_tree(doomed)
-            removed.append(p)
-    return removed
+    p = artifacts_dir() / tree_hash
+    # Rename first so that readers never see a half-deleted tree.
+    doomed = p.with_name(f"{TEMP_PREFIX}rm-{tree_hash}-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        os.rename(p, doomed)
+    except FileNotFoundError:
+        return []
+    remove_tree(doomed)
+    return [p]
 
 
 # --------------------------------------------------------------------- usage

@@ -19,6 +19,7 @@ from typing import List, Optional, Set
 
 from . import depot
 from .errors import ArtifactError
+from .treehash import is_sha1_hex
 
 
 @dataclass
@@ -43,29 +44,36 @@ class GcReport:
 
 
 def used_hashes(report: Optional[GcReport] = None) -> Set[str]:
-    """Tree hashes bound by every recorded, still-existing Artifacts.toml."""
-    from .tomlmodel import ArtifactsFile
+    """Tree hashes bound by every recorded, still-existing Artifacts.toml.
+
+    Every ``git-tree-sha1`` counts, whatever the platform and even in an
+    entry that is otherwise malformed: keeping too much is the safe side. A
+    file that is not valid TOML at all aborts (``ArtifactsTomlError``).
+    """
+    from ._toml import parse_toml
+    from .errors import ArtifactsTomlError
 
     used: Set[str] = set()
     for record, toml, _when in depot.recorded_tomls():
-        if not toml.is_file():
+        try:
+            data = parse_toml(toml.read_bytes(), toml)
+        except FileNotFoundError:
             if report is not None:
                 report.forgotten_tomls.append(str(toml))
                 if not report.dry_run:
                     record.unlink(missing_ok=True)
             continue
-        try:
-            f = ArtifactsFile(toml)
-            for name in f.names():
-                try:
-                    used.update(e.git_tree_sha1 for e in f.variants(name))
-                except ArtifactError:
-                    continue
-        except ArtifactError:
-            # A file we cannot read might still need its trees: keep everything it could.
+        except (ArtifactError, OSError) as e:
             if report is not None:
                 report.unreadable_tomls.append(str(toml))
-            raise
+            raise ArtifactsTomlError(f"gc needs every recorded Artifacts.toml and cannot read "
+                                     f"this one ({e}); nothing was removed. Fix the file, or "
+                                     "delete it if it is no longer used", path=str(toml)) from None
+        for value in data.values():
+            for binding in value if isinstance(value, list) else [value]:
+                h = binding.get("git-tree-sha1") if isinstance(binding, dict) else None
+                if is_sha1_hex(h):
+                    used.add(h.lower())
     return used
 
 
@@ -79,11 +87,16 @@ def collect_garbage(dry_run: bool = False, max_size: Optional[int] = None,
     report = GcReport(dry_run=dry_run)
     used = used_hashes(report)
     adir = depot.artifacts_dir()
+    overrides = depot.load_overrides()
+    used |= {Path(overrides[h]).name for h in used if h in overrides}  # redirected to a hash
     candidates = []
     for h in depot.installed_hashes():
         p = adir / h
-        info = {"hash": h, "path": str(p), "size": depot.tree_size(p),
-                "mtime": os.stat(p).st_mtime}
+        try:
+            info = {"hash": h, "path": str(p), "size": depot.tree_size(p),
+                    "mtime": os.stat(p).st_mtime}
+        except FileNotFoundError:  # removed by someone else meanwhile
+            continue
         if h in used:
             candidates.append(info)
             continue

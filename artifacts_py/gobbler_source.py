@@ -3,9 +3,10 @@
 A Gobbler version's tree is what a registry client sees: every manifest path
 as a regular file (links resolved to their content, mode 0644); empty
 directories are created on disk but do not count in the hash. Every file is
-checked against the version's ``..manifest`` (size and md5) as it is read,
-and the tree hash is computed from the git blob hashes computed in that same
-pass, so no file is read twice.
+checked against the version's ``..manifest`` (size and md5), and the tree
+hash is computed from the git blob hashes computed in that same pass (over
+REST as the bytes stream in; from a mounted registry over the copy just
+written, which the kernel copy left in the page cache).
 
 Sources, in order: a mounted registry (files copied in place, never over
 HTTP), then the REST API. ``ARTIFACTS_PY_GOBBLER_REGISTRY`` and
@@ -54,19 +55,26 @@ def gobbler_sources(entry: ArtifactEntry, *, progress: Optional[bool] = None) ->
         out.append(Source(f"gobbler registry {registry} ({g.coordinates})",
                           lambda tmp: fill_from_registry(registry, g, tmp, progress=progress),
                           network=False))
+    elif registry:
+        # Not a way in here, but listed so that a total failure says why it was not used.
+        out.append(_failing_source(f"gobbler registry {registry} ({g.coordinates})",
+                                   f"{registry} is not mounted on this machine; set "
+                                   f"{REGISTRY_ENV} to where it is mounted here"))
     if url:
         out.append(Source(f"gobbler {url} ({g.coordinates})",
                           lambda tmp: fill_from_rest(url, g, tmp, progress=progress)))
-    if not out:
-        why = (f"registry {registry} is not mounted on this machine" if registry
-               else "the [gobbler] table has neither url nor registry")
-
-        def fail(_tmp: Path) -> None:
-            raise GobblerError(f"{why}; set {REGISTRY_ENV} or {URL_ENV}, or add url/registry "
-                               f"to [{entry.name}.gobbler]")
-
-        out.append(Source(f"gobbler {g.coordinates}", fail, network=False))
+    elif not out:
+        out.append(_failing_source(f"gobbler {g.coordinates}",
+                                   f"the [gobbler] table has neither url nor registry; set "
+                                   f"{URL_ENV}, or add url to [{entry.name}.gobbler]"))
     return out
+
+
+def _failing_source(label: str, why: str) -> Source:
+    def fail(_tmp: Path) -> None:
+        raise GobblerError(why)
+
+    return Source(label, fail, network=False)
 
 
 # ------------------------------------------------------------ shared checking
@@ -169,24 +177,46 @@ def read_local_manifest(registry: str, g: GobblerSource) -> Manifest:
     import json
 
     vdir = _version_dir(registry, g)
-    where = f"{registry}: {g.coordinates}"
     if not (vdir / "..summary").is_file():
-        _raise_missing_local(registry, g)
+        reg = Path(registry)
+        raise _which_missing(registry, g.project, g.asset, g.version, lambda *parts:
+                             reg.joinpath(*parts).is_dir()) or GobblerNotFoundError(
+            f"{registry}: version {g.coordinates} has no ..summary: its upload is unfinished "
+            "or failed", status=404)
     try:
         return json.loads((vdir / "..manifest").read_bytes())
     except (OSError, ValueError) as e:
-        raise GobblerError(f"{where}: cannot read ..manifest ({e})") from None
+        raise GobblerError(f"{registry}: {g.coordinates}: cannot read ..manifest ({e})") from None
 
 
-def _raise_missing_local(registry: str, g: GobblerSource) -> None:
-    reg = Path(registry)
-    for what, path in (("project", reg / g.project), ("asset", reg / g.project / g.asset),
-                       ("version", reg / g.project / g.asset / g.version)):
-        if not path.is_dir():
-            raise GobblerNotFoundError(f"{registry}: {what} {getattr(g, what)!r} does not exist "
-                                       f"(looking for {g.coordinates})", status=404)
-    raise GobblerNotFoundError(f"{registry}: version {g.coordinates} has no ..summary: "
-                               "its upload is unfinished or failed", status=404)
+def _which_missing(where: str, project: str, asset: str, version: Optional[str],
+                   exists: Callable[..., bool]) -> Optional[GobblerNotFoundError]:
+    """The error naming the first of project, asset, version that does not exist.
+
+    ``exists(project[, asset[, version]])`` answers for one level; ``None``
+    when all exist, or when a lookup itself fails (we cannot tell which).
+    """
+    coords = "/".join(x for x in (project, asset, version) if x is not None)
+    levels = [("project", project), ("asset", asset)] + ([("version", version)] if version else [])
+    for depth, (what, value) in enumerate(levels, 1):
+        try:
+            found = exists(*[v for _, v in levels[:depth]])
+        except GobblerError:
+            return None
+        if not found:
+            return GobblerNotFoundError(f"{where}: {what} {value!r} does not exist (looking "
+                                        f"for {coords})", status=404, url=where)
+    return None
+
+
+def _remote_exists(url: str) -> Callable[..., bool]:
+    """``exists`` for :func:`_which_missing` through the REST ``/list`` endpoint."""
+    from .gobbler import client
+
+    listers = (lambda: client.list_projects(url=url),
+               lambda p: client.list_assets(p, url=url),
+               lambda p, a: client.list_versions(p, a, url=url))
+    return lambda *parts: parts[-1] in listers[len(parts) - 1](*parts[:-1])
 
 
 def _copy_and_hash(src: Path, dst: Path, size: int) -> Tuple[int, str, bytes]:
@@ -295,14 +325,20 @@ def _session():
     return s
 
 
-def fetch_remote_manifest(url: str, g: GobblerSource) -> Manifest:
-    """GET the version's ``..manifest`` (missing project/asset/version -> which one)."""
+def _refuse_offline(url: str) -> None:
     from .download import offline
 
     if offline():
         from .errors import OfflineError
 
-        raise OfflineError(f"{url}: not contacted because ARTIFACTS_PY_OFFLINE is set", url=url)
+        raise OfflineError(f"{url}: the Gobbler REST API was not contacted because "
+                           "ARTIFACTS_PY_OFFLINE is set; unset it, or mount the registry "
+                           f"and set {REGISTRY_ENV}", url=url)
+
+
+def fetch_remote_manifest(url: str, g: GobblerSource) -> Manifest:
+    """GET the version's ``..manifest``, never cached (missing project/asset/version -> which one)."""
+    _refuse_offline(url)
     import requests
 
     target = _fetch_url(url, g, "..manifest")
@@ -312,31 +348,18 @@ def fetch_remote_manifest(url: str, g: GobblerSource) -> Manifest:
         raise GobblerError(f"{url}: cannot reach the Gobbler service ({type(e).__name__}: {e})",
                            url=url) from None
     if r.status_code == 404:
-        _raise_missing_remote(url, g)
+        raise _which_missing(url, g.project, g.asset, g.version, _remote_exists(url)) or \
+            GobblerNotFoundError(f"{url}: version {g.coordinates} has no manifest "
+                                 "(unfinished upload?)", status=404, url=url)
     if r.status_code >= 300:
         raise GobblerError(f"{target}: HTTP {r.status_code}", status=r.status_code, url=url)
     try:
-        return r.json()
+        manifest = r.json()
     except ValueError:
-        raise GobblerError(f"{target}: the manifest is not JSON") from None
-
-
-def _raise_missing_remote(url: str, g: GobblerSource) -> None:
-    from .gobbler import client
-
-    checks = (("project", lambda: client.list_projects(url=url)),
-              ("asset", lambda: client.list_assets(g.project, url=url)),
-              ("version", lambda: client.list_versions(g.project, g.asset, url=url)))
-    for what, lister in checks:
-        try:
-            names = lister()
-        except GobblerError:
-            names = []
-        if getattr(g, what) not in names:
-            raise GobblerNotFoundError(f"{url}: {what} {getattr(g, what)!r} does not exist "
-                                       f"(looking for {g.coordinates})", status=404, url=url)
-    raise GobblerNotFoundError(f"{url}: version {g.coordinates} has no manifest (unfinished upload?)",
-                               status=404, url=url)
+        manifest = None
+    if not isinstance(manifest, dict):
+        raise GobblerError(f"{target}: the manifest is not a JSON object", url=url)
+    return manifest
 
 
 def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
@@ -375,47 +398,58 @@ def pin_version(project: str, asset: str, version: Optional[str] = None, *,
                 progress: Optional[bool] = None) -> Dict[str, Any]:
     """Resolve (latest when ``version`` is None), install and hash a Gobbler version.
 
-    Returns ``git_tree_sha1``, ``path``, ``version`` and ``gobbler`` (the table to bind).
+    The mounted registry is used when there is one, else the REST API; if
+    reading the registry fails for another reason than a missing name, the
+    REST API is tried next. Returns ``git_tree_sha1``, ``path``, ``version``
+    and ``gobbler`` (the table to bind: the given url/registry, not the
+    environment overrides).
     """
     from . import depot
 
-    probe = GobblerSource(project, asset, version or "latest", url, registry)
-    reg, rest = locations(probe)
-    mounted = bool(reg and os.path.isdir(reg))
+    reg, rest = locations(GobblerSource(project, asset, version or "latest", url, registry))
+    mounted = reg if reg and os.path.isdir(reg) else None
     if not mounted and not rest:
         raise GobblerError(f"cannot reach Gobbler for {project}/{asset}: registry "
                            f"{reg or '(none)'} is not mounted here and no --url / {URL_ENV} was given")
+    if not mounted:
+        _refuse_offline(rest)  # type: ignore[arg-type]
     if version is None:
-        version = _latest(project, asset, reg if mounted else None, rest)
+        version = _latest(project, asset, mounted, rest)
     g = GobblerSource(project, asset, version, url, registry)
+    fills = []
     if mounted:
-        path = depot.persist(lambda tmp: fill_from_registry(reg, g, tmp, progress=progress))
-    else:
-        path = depot.persist(lambda tmp: fill_from_rest(rest, g, tmp, progress=progress))
+        fills.append(lambda tmp: fill_from_registry(mounted, g, tmp, progress=progress))
+    if rest:
+        fills.append(lambda tmp: fill_from_rest(rest, g, tmp, progress=progress))
+    for i, fill in enumerate(fills):
+        try:
+            path = depot.persist(fill)
+            break
+        except GobblerNotFoundError:
+            raise  # same registry either way: the name is missing
+        except (ArtifactError, OSError, ValueError):
+            if i == len(fills) - 1:
+                raise
     table = {k: v for k, v in (("project", project), ("asset", asset), ("version", version),
                                ("url", url), ("registry", registry)) if v is not None}
     return {"git_tree_sha1": path.name, "path": path, "version": version, "gobbler": table}
 
 
 def _latest(project: str, asset: str, registry: Optional[str], url: Optional[str]) -> str:
+    """The latest version's name; a missing project or asset is named."""
     from .gobbler import client
 
-    where = registry or url
     if registry:
-        g = GobblerSource(project, asset, "?")
-        for what, p in (("project", Path(registry, project)), ("asset", Path(registry, project, asset))):
-            if not p.is_dir():
-                raise GobblerNotFoundError(f"{registry}: {what} {getattr(g, what)!r} does not exist",
-                                           status=404)
         latest = client.fetch_latest(project, asset, registry=registry)
+        where, exists = registry, (lambda *parts: Path(registry, *parts).is_dir())
     else:
+        assert url is not None
         latest = client.fetch_latest(project, asset, url=url, force_remote=True)
-        if latest is None:
-            _raise_missing_remote(url, GobblerSource(project, asset, "\0"))  # names what is missing
+        where, exists = url, _remote_exists(url)
     if latest is None:
-        raise GobblerNotFoundError(f"{where}: {project}/{asset} has no latest version (none "
-                                   "uploaded, or all on probation); give one with @VERSION",
-                                   status=404)
+        raise _which_missing(where, project, asset, None, exists) or GobblerNotFoundError(
+            f"{where}: {project}/{asset} has no latest version (none uploaded, or all on "
+            "probation); give one with @VERSION", status=404)
     return latest
 
 
@@ -488,11 +522,12 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     ``archive`` a deterministic tarball of the same view is written and added
     as a ``[[download]]`` mirror (``archive_url``, default a ``file://`` URL).
     A failure leaves the Artifacts.toml untouched and says whether the
-    version now exists in the registry.
+    version now exists in the registry. ``progress`` is accepted for symmetry
+    with ``add``; uploads are local file operations with no bar.
     """
     from . import binding
     from .gobbler import client
-    from .tomlmodel import load_file
+    from .tomlmodel import check_gobbler_name, load_file
 
     toml_path = Path(toml_path)
     url = url or os.environ.get(URL_ENV)
@@ -502,8 +537,6 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
         raise binding.BindingExistsError(f"{toml_path}: {name!r} is already bound; pass --force "
                                          "to re-bind it to the published version")
     for what, value in (("project", project), ("asset", asset), ("version", version)):
-        from .tomlmodel import check_gobbler_name
-
         problem = check_gobbler_name(value, what)
         if problem:
             raise ValueError(problem)
@@ -517,49 +550,64 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
         info = client.service_info(url)
         staging = staging or info["staging"]
         registry = registry or info["registry"]
-    coords = f"{project}/{asset}/{version}"
+    g = GobblerSource(project, asset, version, url, registry)
     try:
         client.upload_directory(project, asset, version, str(directory), staging, url,
                                 probation=probation)
-    except GobblerError as e:
-        raise GobblerError(f"publishing {directory} as {coords} failed: {e}. "
-                           f"{_exists_note(project, asset, version, registry, url)} "
-                           f"{toml_path} was not changed", status=e.status, reason=e.reason,
+    except OSError as e:  # GobblerError, or the staging copy failed
+        raise GobblerError(f"publishing {directory} as {g.coordinates} failed: {e}. "
+                           f"{_exists_note(g)} {toml_path} was not changed",
+                           status=getattr(e, "status", None), reason=getattr(e, "reason", None),
                            url=url) from None
-    manifest = client.fetch_manifest(project, asset, version, registry=registry, url=url)
-    problems = [rel for rel, (size, md5) in sums.items()
-                if rel not in manifest or (manifest[rel]["size"], manifest[rel]["md5sum"]) != (size, md5)]
-    extra = [rel for rel, e in manifest.items() if rel not in sums and e.get("md5sum") != ""]
-    if problems or extra:
-        raise HashMismatchError(
-            f"{coords} was uploaded but its manifest does not match {directory}: "
-            f"{len(problems)} file(s) differ or are missing ({', '.join(sorted(problems)[:5])}), "
-            f"{len(extra)} unexpected; the version exists in the registry; {toml_path} was not changed")
-
-    mirrors = []
-    if archive:
-        from .archives import create_archive
-
-        sha256 = _archive_view(directory, view, Path(archive), tree_hash)
-        mirrors.append({"url": archive_url or Path(archive).absolute().as_uri(), "sha256": sha256})
-    table = {"project": project, "asset": asset, "version": version, "url": url,
-             "registry": registry}
-    binding.bind_artifact(toml_path, name, tree_hash, gobbler=table, download=mirrors, force=force)
+    try:
+        _check_uploaded(g, sums, directory)
+        mirrors = []
+        if archive:
+            sha256 = _archive_view(directory, view, Path(archive), tree_hash)
+            mirrors.append({"url": archive_url or Path(archive).absolute().as_uri(),
+                            "sha256": sha256})
+        table = {"project": project, "asset": asset, "version": version, "url": url,
+                 "registry": registry}
+        binding.bind_artifact(toml_path, name, tree_hash, gobbler=table, download=mirrors,
+                              force=force)
+    except (ArtifactError, OSError, ValueError) as e:
+        note = (f"{g.coordinates} was uploaded and exists in the registry, but {e}; "
+                f"{toml_path} was not changed")
+        if isinstance(e, HashMismatchError):
+            raise HashMismatchError(note) from None
+        raise GobblerError(note, url=url) from None
     return {"git_tree_sha1": tree_hash, "project": project, "asset": asset, "version": version,
             "url": url, "registry": registry, "files": len(view),
             "archive": str(archive) if archive else None}
 
 
-def _exists_note(project: str, asset: str, version: str, registry: str, url: str) -> str:
+def _check_uploaded(g: GobblerSource, sums: Dict[str, Tuple[int, str]], directory: Path) -> None:
+    """The fresh manifest (read uncached) must list exactly our files with our sizes/md5s."""
+    if g.registry and os.path.isdir(g.registry):
+        manifest = read_local_manifest(g.registry, g)
+    else:
+        manifest = fetch_remote_manifest(g.url, g)  # type: ignore[arg-type]
+    problems = [rel for rel, (size, md5) in sums.items()
+                if rel not in manifest or (manifest[rel]["size"], manifest[rel]["md5sum"]) != (size, md5)]
+    extra = [rel for rel, e in manifest.items() if rel not in sums and e.get("md5sum") != ""]
+    if problems or extra:
+        raise HashMismatchError(
+            f"its manifest does not match {directory}: {len(problems)} file(s) differ or are "
+            f"missing ({', '.join(sorted(problems)[:5])}), {len(extra)} unexpected "
+            f"({', '.join(sorted(extra)[:5])})")
+
+
+def _exists_note(g: GobblerSource) -> str:
+    """Whether ``g``'s version is in the registry after a failed upload, as a sentence."""
     from .gobbler import client
 
     try:
-        versions = client.list_versions(project, asset, registry=registry, url=url)
+        versions = client.list_versions(g.project, g.asset, registry=g.registry, url=g.url)
     except GobblerError:
-        versions = []
-    if version in versions:
-        return f"The version {project}/{asset}/{version} exists in the registry."
-    return f"The version {project}/{asset}/{version} does not exist in the registry."
+        return f"Whether {g.coordinates} exists in the registry could not be checked."
+    if g.version in versions:
+        return f"The version {g.coordinates} exists in the registry."
+    return f"The version {g.coordinates} does not exist in the registry."
 
 
 def _archive_view(directory: Path, view: Dict[str, Tuple[Path, int]], archive: Path,

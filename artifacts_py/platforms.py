@@ -642,7 +642,7 @@ def as_host_platform(p: Platform, wildcards: Iterable[str] = ()) -> Platform:
             strategies[key] = compare_version_cap
     host = Platform.__new__(Platform)
     host.tags, host.compare_strategies = dict(p.tags), strategies
-    host.wildcards = (p.wildcards | frozenset(wildcards)) - p.tags.keys()
+    host.wildcards = frozenset((p.wildcards | frozenset(wildcards)) - p.tags.keys())
     return host
 
 

@@ -19,7 +19,6 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from ._toml import parse_toml
 from .errors import ArtifactNotFoundError, ArtifactsTomlError, TomlNotFoundError
-from .treehash import is_sha1_hex, is_sha256_hex
 
 TOML_NAMES = ("JuliaArtifacts.toml", "Artifacts.toml")
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", ".git")
@@ -92,18 +91,36 @@ def check_gobbler_name(value: object, what: str) -> Optional[str]:
     return None
 
 
-def parse_binding(raw: Mapping[str, Any], name: str, path: str) -> ArtifactEntry:
-    """Validate one binding table and build an :class:`ArtifactEntry`."""
+def hex_problem(value: object, digits: int) -> Optional[str]:
+    """What keeps ``value`` from being a ``digits``-long hex string, or None."""
+    if value is None:
+        return "is missing"
+    if not isinstance(value, str):
+        return f"must be a string of {digits} hex digits, not {type(value).__name__} {value!r}"
+    if len(value) != digits:
+        return f"{value!r} has {len(value)} characters; it must have {digits} hex digits"
+    bad_chars = sorted({c for c in value if c not in "0123456789abcdefABCDEF"})
+    if bad_chars:
+        return f"{value!r} contains non-hex character(s) {''.join(bad_chars)!r}"
+    return None
+
+
+def parse_binding(raw: Mapping[str, Any], name: str, path: str, where: str = "") -> ArtifactEntry:
+    """Validate one binding table and build an :class:`ArtifactEntry`.
+
+    ``where`` prefixes the keys in error messages (``"[2]."`` for the second
+    element of a ``[[name]]`` array).
+    """
     def bad(msg: str, key: str) -> ArtifactsTomlError:
-        return ArtifactsTomlError(msg, path=path, name=name, key=key)
+        return ArtifactsTomlError(msg, path=path, name=name, key=where + key)
 
     sha = raw.get("git-tree-sha1")
-    if sha is None:
-        raise bad("missing; every artifact needs the git tree hash of its content "
-                  "(compute it with `artifacts create DIR`)", "git-tree-sha1")
-    if not is_sha1_hex(sha):
-        raise bad(f"{sha!r} is not a 40-digit hex git tree hash "
-                  "(a 64-digit value is a sha256: it belongs in [[download]])", "git-tree-sha1")
+    problem = hex_problem(sha, 40)
+    if problem:
+        hint = ("; a 64-digit value is a sha256 and belongs in [[name.download]]"
+                if isinstance(sha, str) and len(sha) == 64 else "")
+        raise bad(f"{problem}; every artifact needs the 40-hex git tree hash of its content "
+                  f"(compute it with `artifacts create DIR`){hint}", "git-tree-sha1")
     lazy = raw.get("lazy", False)
     if not isinstance(lazy, bool):
         raise bad(f"must be true or false, not {lazy!r}", "lazy")
@@ -121,9 +138,10 @@ def parse_binding(raw: Mapping[str, Any], name: str, path: str) -> ArtifactEntry
         url, sha256, size = item.get("url"), item.get("sha256"), item.get("size")
         if not isinstance(url, str) or not url:
             raise bad("needs a url string", f"{key}.url")
-        if not is_sha256_hex(sha256):
-            raise bad(f"{sha256!r} is not a 64-digit hex sha256 of the tarball "
-                      "(compute it with `artifacts create DIR --archive FILE`)", f"{key}.sha256")
+        problem = hex_problem(sha256, 64)
+        if problem:
+            raise bad(f"{problem}; each mirror needs the sha256 of its tarball (compute it "
+                      "with `artifacts create DIR --archive FILE`)", f"{key}.sha256")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise bad(f"must be a non-negative integer, not {size!r}", f"{key}.size")
         downloads.append(DownloadInfo(url, sha256.lower(), size))
@@ -170,7 +188,7 @@ class ArtifactsFile:
                 raise TomlNotFoundError(f"{self.path}: no such Artifacts.toml") from None
             data = parse_toml(raw, self.path)
         self.data = data
-        self._selected: Dict[str, ArtifactEntry] = {}
+        self._selected: Dict[Tuple[str, int], ArtifactEntry] = {}
 
     def names(self) -> List[str]:
         """Every name bound in the file, in file order."""
@@ -187,17 +205,25 @@ class ArtifactsFile:
         return [self._platform_entry(item, name, i) for i, item in enumerate(value, 1)]
 
     def entry(self, name: str) -> ArtifactEntry:
-        """The binding of ``name`` for this platform (Julia's ``artifact_meta``)."""
-        hit = self._selected.get(name)
-        if hit is not None:
-            return hit
+        """The binding of ``name`` for this platform (Julia's ``artifact_meta``).
+
+        The host is ``self.platform``, else :func:`~artifacts_py.platforms.host_platform`
+        (which follows ``ARTIFACTS_PY_PLATFORM``); selections are cached per host.
+        """
         value = self._raw(name)
-        if isinstance(value, Mapping):
-            entry = parse_binding(value, name, str(self.path))
-        else:
-            from .platforms import host_platform, select_platform
+        host = None
+        if not isinstance(value, Mapping):
+            from .platforms import host_platform
 
             host = self.platform or host_platform()
+        hit = self._selected.get((name, id(host)))  # hosts are long-lived, shared objects
+        if hit is not None:
+            return hit
+        if host is None:
+            entry = parse_binding(value, name, str(self.path))
+        else:
+            from .platforms import select_platform
+
             candidates = [(e.platform, e) for e in
                           (self._platform_entry(item, name, i) for i, item in enumerate(value, 1))]
             entry = select_platform(candidates, host)
@@ -205,7 +231,7 @@ class ArtifactsFile:
                 raise ArtifactNotFoundError(
                     f"{self.path}: artifact {name!r} has no binding for this platform "
                     f"({host.triplet()}); add one, or set ARTIFACTS_PY_PLATFORM to pick another")
-        self._selected[name] = entry
+        self._selected[(name, id(host))] = entry
         return entry
 
     def _raw(self, name: str) -> Any:
@@ -220,13 +246,15 @@ class ArtifactsFile:
             return value
         if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
             return value
-        raise ArtifactsTomlError("malformed: must be a table ([name]) or an array of tables "
-                                 "([[name]]) with a git-tree-sha1", path=str(self.path), name=name)
+        raise ArtifactsTomlError(
+            f"malformed: bound to {type(value).__name__} {value!r}; an artifact must be a table "
+            "([name]) or an array of tables ([[name]]) with a git-tree-sha1",
+            path=str(self.path), name=name)
 
     def _platform_entry(self, item: Mapping[str, Any], name: str, index: int) -> ArtifactEntry:
         from .platforms import platform_from_entry
 
-        entry = parse_binding(item, name, str(self.path))
+        entry = parse_binding(item, name, str(self.path), where=f"[{index}].")
         entry.platform = platform_from_entry(item, name, str(self.path))
         return entry
 
@@ -323,7 +351,7 @@ def caller_file(depth: int = 2) -> Optional[str]:
         frame = sys._getframe(depth)
     except ValueError:
         return None
-    here = os.path.dirname(__file__)
+    here = os.path.dirname(__file__) + os.sep
     while frame is not None:
         f = frame.f_globals.get("__file__")
         if not f or not f.startswith(here):
