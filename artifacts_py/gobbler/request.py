@@ -1,0 +1,75 @@
+"""Reading one request file: its owner, its JSON body and the body's fields (§3.3, §5.1).
+
+:class:`Request` reads lazily, so each action can keep Go's order of checks
+(for example identity and admin role before the JSON is parsed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from typing import Any, Dict, List, Optional
+
+from artifacts_py.gobbler.auth import user_name
+from artifacts_py.gobbler.registry import NOFOLLOW_FILE, ActionError, check_name
+
+MAX_REQUEST_BYTES = 1 << 20
+
+
+class Request:
+    """A request file in the staging directory, read lazily."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._body: Optional[Dict[str, Any]] = None
+        self._user: Optional[str] = None
+
+    def user(self) -> str:
+        """The name of the request file's owner (§5.1)."""
+        if self._user is None:
+            try:
+                uid = os.stat(self.path).st_uid
+            except OSError as exc:
+                raise ActionError(400, f"failed to stat request file {self.path!r}; {exc}") from exc
+            self._user = user_name(uid, f"request file {self.path!r}")
+        return self._user
+
+    def body(self) -> Dict[str, Any]:
+        """The parsed JSON object of the request file; 400 when it is not one."""
+        if self._body is None:
+            try:
+                # No symlink swapped in after the checks, and never block on a FIFO.
+                fd = os.open(self.path, NOFOLLOW_FILE)
+                with os.fdopen(fd, "rb") as handle:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise ActionError(400, f"request file {self.path!r} is not a regular file")
+                    raw = handle.read(MAX_REQUEST_BYTES + 1)
+            except OSError as exc:
+                raise ActionError(400, f"failed to read request file {self.path!r}; {exc}") from exc
+            if len(raw) > MAX_REQUEST_BYTES:
+                raise ActionError(400, f"request file {self.path!r} is larger than "
+                                       f"{MAX_REQUEST_BYTES} bytes")
+            try:
+                body = json.loads(raw)
+            except ValueError as exc:
+                raise ActionError(400, f"failed to parse JSON from {self.path!r}; {exc}") from exc
+            if not isinstance(body, dict):
+                raise ActionError(400, f"expected a JSON object in {self.path!r}")
+            self._body = body
+        return self._body
+
+
+def optional_bool(body: Dict[str, Any], key: str) -> bool:
+    """``body[key]`` as a bool, False when absent or null; 400 for other types."""
+    value = body.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ActionError(400, f"expected '{key}' to be a boolean")
+    return value
+
+
+def names(body: Dict[str, Any], *fields: str) -> List[str]:
+    """Validate the named fields of ``body`` as names (400)."""
+    return [check_name(body, f) for f in fields]
