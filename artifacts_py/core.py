@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, TypeVar, Union
 
 from . import depot
 from .errors import (ArtifactError, ArtifactNotFoundError, InstallError, NotInstalledError,
@@ -22,6 +22,7 @@ from .errors import (ArtifactError, ArtifactNotFoundError, InstallError, NotInst
 from .tomlmodel import (ArtifactEntry, ArtifactsFile, caller_file, load_file, resolve_toml)
 
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 
 
 def _offline() -> bool:
@@ -37,40 +38,61 @@ def _split(name: str) -> Tuple[str, str]:
     return (parts[0], parts[1]) if len(parts) == 2 else (name, "")
 
 
-def _entry(name: str, toml: Optional[PathLike], caller: Optional[str]) -> Tuple[ArtifactsFile, ArtifactEntry]:
-    f = load_file(resolve_toml(toml, caller))
+def _either(value: Optional[T], alias: Optional[T], names: str) -> Optional[T]:
+    """One argument given under our name or fetch-artifacts' (``toml``/``toml_path``)."""
+    if alias is None:
+        return value
+    if value is not None and value != alias:
+        raise TypeError(f"give {names} only once")
+    return alias
+
+
+def _file(toml: Optional[PathLike]) -> ArtifactsFile:
+    """The Artifacts.toml given, or the one found next to the calling module."""
+    return load_file(resolve_toml(toml, caller_file() if toml is None else None))
+
+
+def _entry(name: str, toml: Optional[PathLike]) -> Tuple[ArtifactsFile, ArtifactEntry]:
+    f = _file(toml)
     return f, f.entry(name)
 
 
-def artifact(name: str, toml: Optional[PathLike] = None) -> Path:
+def artifact(name: str, toml: Optional[PathLike] = None, verbose: bool = False, *,
+             toml_path: Optional[PathLike] = None) -> Path:
     """The local directory of artifact ``name``, installing it if needed.
 
     ``name`` may carry a path inside the artifact (``"Data/sub/file.csv"``).
-    ``toml`` is the Artifacts.toml (default: found next to the calling module,
-    see :func:`get_artifacts_toml`).
+    ``toml`` (or fetch-artifacts' ``toml_path``) is the Artifacts.toml (default:
+    found next to the calling module, see :func:`get_artifacts_toml`).
+    ``verbose`` shows a progress bar while installing.
     """
     base, sub = _split(name)
-    f, entry = _entry(base, toml, caller_file() if toml is None else None)
+    f, entry = _entry(base, _either(toml, toml_path, "toml or toml_path"))
     path = depot.find_installed(entry.git_tree_sha1)
     if path is None:
-        path = install_entry(entry)
+        path = install_entry(entry, progress=True if verbose else None)
     depot.record_usage(f.path)
     return path / sub if sub else path
 
 
 def ensure_artifact_installed(name: str, toml: Optional[PathLike] = None, *,
+                              toml_path: Optional[PathLike] = None,
                               progress: Optional[bool] = None) -> Path:
     """Install artifact ``name`` if it is missing; return its directory."""
-    f, entry = _entry(name, toml, caller_file() if toml is None else None)
+    f, entry = _entry(name, _either(toml, toml_path, "toml or toml_path"))
     path = depot.find_installed(entry.git_tree_sha1) or install_entry(entry, progress=progress)
     depot.record_usage(f.path)
     return path
 
 
 def ensure_all_artifacts_installed(toml: Optional[PathLike] = None, include_lazy: bool = False,
-                                   *, progress: Optional[bool] = None) -> Dict[str, Path]:
-    """Install every (non-lazy, unless ``include_lazy``) artifact of a file."""
-    f = load_file(resolve_toml(toml, caller_file() if toml is None else None))
+                                   *, toml_path: Optional[PathLike] = None,
+                                   progress: Optional[bool] = None) -> Dict[str, Path]:
+    """Install every (non-lazy, unless ``include_lazy``) artifact of a file.
+
+    Names with no binding for this platform are skipped, as in Julia.
+    """
+    f = _file(_either(toml, toml_path, "toml or toml_path"))
     out = {}
     for name in f.names():
         try:
@@ -79,7 +101,8 @@ def ensure_all_artifacts_installed(toml: Optional[PathLike] = None, include_lazy
             continue
         if entry.lazy and not include_lazy:
             continue
-        out[name] = depot.find_installed(entry.git_tree_sha1) or install_entry(entry, progress=progress)
+        out[name] = (depot.find_installed(entry.git_tree_sha1)
+                     or install_entry(entry, progress=progress))
     depot.record_usage(f.path)
     return out
 
@@ -142,23 +165,31 @@ def _disk_full(where: str, failures: List[Tuple[str, BaseException]], code: int)
     return err
 
 
-def artifact_hash(name: str, toml: Optional[PathLike] = None) -> str:
+def artifact_hash(name: str, toml: Optional[PathLike] = None, *,
+                  toml_path: Optional[PathLike] = None) -> str:
     """The ``git-tree-sha1`` bound to ``name`` for this platform."""
-    return _entry(name, toml, caller_file() if toml is None else None)[1].git_tree_sha1
+    return _entry(name, _either(toml, toml_path, "toml or toml_path"))[1].git_tree_sha1
 
 
-def artifact_exists(name_or_hash: str, toml: Optional[PathLike] = None) -> bool:
-    """Is the artifact installed? Takes a name, or a 40-hex tree hash. No download."""
+def artifact_exists(name_or_hash: Optional[str] = None, toml: Optional[PathLike] = None, *,
+                    name: Optional[str] = None, toml_path: Optional[PathLike] = None) -> bool:
+    """Is the artifact installed? Takes a name, or a 40-hex tree hash. No download.
+
+    ``False`` for a name the Artifacts.toml does not bind (for this platform),
+    like fetch-artifacts; a malformed entry still raises.
+    """
     from .treehash import is_sha1_hex
 
-    if is_sha1_hex(name_or_hash) and toml is None:
-        return depot.find_installed(name_or_hash) is not None
+    key = _either(name_or_hash, name, "the name")
+    if key is None:
+        raise TypeError("artifact_exists() needs a name or a tree hash")
+    toml = _either(toml, toml_path, "toml or toml_path")
+    if is_sha1_hex(key) and toml is None:
+        return depot.find_installed(key) is not None
     try:
-        tree = _entry(name_or_hash, toml, caller_file() if toml is None else None)[1].git_tree_sha1
+        tree = _entry(key, toml)[1].git_tree_sha1
     except ArtifactNotFoundError:
-        if is_sha1_hex(name_or_hash):
-            return depot.find_installed(name_or_hash) is not None
-        raise
+        return is_sha1_hex(key) and depot.find_installed(key) is not None
     return depot.find_installed(tree) is not None
 
 
@@ -188,18 +219,29 @@ def remove_artifact(tree_hash: str) -> None:
     depot.remove_artifact(tree_hash)
 
 
-def clear_artifact_cache(name: Optional[str] = None, toml_path: Optional[PathLike] = None) -> None:
-    """Remove one artifact (by name) or every artifact of the first depot.
+def clear_artifact_cache(name: Optional[str] = None, toml_path: Optional[PathLike] = None, *,
+                         toml: Optional[PathLike] = None) -> None:
+    """Remove artifact ``name`` (every platform's tree), or every artifact
+    bound in the Artifacts.toml, from the first depot. Unknown names are ignored.
 
-    Removing by name deletes its content-addressed directory, which other
-    Artifacts.toml files may share; ``artifacts gc`` is the safe clean-up.
+    The trees are content-addressed, so another Artifacts.toml binding the
+    same hash loses it too (it is re-installed on use); ``artifacts gc`` only
+    removes what no recorded file uses.
     """
-    if name is None:
-        for h in depot.installed_hashes():
-            depot.remove_artifact(h)
-        return
-    caller = caller_file() if toml_path is None else None
-    depot.remove_artifact(_entry(name, toml_path, caller)[1].git_tree_sha1)
+    f = _file(_either(toml, toml_path, "toml or toml_path"))
+    for h in _bound_hashes(f, f.names() if name is None else [name]):
+        depot.remove_artifact(h)
+
+
+def _bound_hashes(f: ArtifactsFile, names: List[str]) -> List[str]:
+    """Tree hashes of every platform variant of ``names``; unknown or malformed names skipped."""
+    out: List[str] = []
+    for n in names:
+        try:
+            out.extend(e.git_tree_sha1 for e in f.variants(n))
+        except ArtifactError:  # not bound, or not readable: nothing of ours to remove
+            continue
+    return out
 
 
 class ArtifactManager:
@@ -255,11 +297,9 @@ class ArtifactManager:
             return False
 
     def clear(self, name: Optional[str] = None) -> None:
-        """Remove one installed artifact, or all of this file's."""
-        names = [name] if name is not None else list(self.artifacts)
-        for n in names:
-            if n in self.artifacts:
-                depot.remove_artifact(self.artifacts[n].git_tree_sha1)
+        """Remove one installed artifact, or all of this file's (unknown names: no-op)."""
+        for h in _bound_hashes(self.file, self.file.names() if name is None else [name]):
+            depot.remove_artifact(h)
 
 
 def load_artifacts(toml_path: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None,

@@ -165,7 +165,8 @@ def _check_uuid_table(path: Path, key: str, table: dict) -> None:
         raise ArtifactsTomlError("a table in Overrides.toml must be keyed by a package UUID",
                                  path=str(path), key=key) from None
     for name, value in table.items():
-        if not isinstance(value, str) or not (value == "" or _is_hash(value) or os.path.isabs(value)):
+        valid = isinstance(value, str) and (value == "" or _is_hash(value) or os.path.isabs(value))
+        if not valid:
             raise ArtifactsTomlError("an override must be an absolute path, a 40-hex hash or \"\"",
                                      path=str(path), key=f"{key}.{name}")
 
