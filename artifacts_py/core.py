@@ -66,12 +66,11 @@ def artifact(name: str, toml: Optional[PathLike] = None, verbose: bool = False, 
     found next to the calling module, see :func:`get_artifacts_toml`).
     ``verbose`` shows a progress bar while installing.
     """
-    base, sub = _split(name)
-    f, entry = _entry(base, _either(toml, toml_path, "toml or toml_path"))
-    path = depot.find_installed(entry.git_tree_sha1)
+    base, sub = _split(name) if "/" in name or "\\" in name else (name, "")
+    f, entry = _entry(base, toml if toml_path is None else _either(toml, toml_path, "toml or toml_path"))
+    path = depot.lookup(entry.git_tree_sha1, f.path)
     if path is None:
         path = install_entry(entry, progress=True if verbose else None)
-    depot.record_usage(f.path)
     return path / sub if sub else path
 
 

@@ -103,6 +103,7 @@ def load_overrides(force: bool = False) -> Dict[str, Path]:
     cached = _overrides_cache.get(stack)
     if cached is not None and not force:
         return cached
+    _lookups.clear()
     result: Dict[str, Path] = {}
     redirects: Dict[str, str] = {}
     source: Dict[str, Path] = {}  # which file set each redirect, for errors
@@ -210,6 +211,37 @@ def find_installed(tree_hash: str, honor_overrides: bool = True) -> Optional[Pat
     """The installed directory for ``tree_hash``, or ``None``."""
     path = artifact_path(tree_hash, honor_overrides)
     return path if os.path.isdir(path) else None
+
+
+# The warm path: per depot stack, the overrides and each depot's candidate
+# Path for a hash are computed once; a lookup is then one stat per depot.
+_lookups: Dict[Tuple[Optional[str], Optional[Path]], Tuple[Dict[str, Path], List[str], Dict[str, List[Path]]]] = {}
+
+
+def lookup(tree_hash: str, used_by: "Path | None" = None) -> Optional[Path]:
+    """:func:`find_installed` for a hash already validated (lower-case, 40 hex).
+
+    A few dict look-ups and one ``stat`` per depot; nothing is read or hashed.
+    ``used_by`` (an Artifacts.toml) is recorded for ``gc`` once per process.
+    """
+    key = (os.environ.get(_DEPOT_ENV), _cache_dir_override)
+    state = _lookups.get(key)
+    if state is None:
+        stack = depot_stack()
+        state = _lookups[key] = (load_overrides(), [os.path.join(d, "artifacts") for d in stack], {})
+    if used_by is not None and (used_by, key) not in _usage_recorded:
+        record_usage(used_by)
+    overrides, dirs, candidates = state
+    override = overrides.get(tree_hash)
+    if override is not None:
+        return override if os.path.isdir(override) else None
+    paths = candidates.get(tree_hash)
+    if paths is None:
+        paths = candidates[tree_hash] = [Path(d, tree_hash) for d in dirs]
+    for p in paths:
+        if os.path.isdir(p):
+            return p
+    return None
 
 
 def is_overridden(tree_hash: str) -> bool:
@@ -390,12 +422,12 @@ def record_usage(toml_path: "str | os.PathLike[str]") -> None:
     Once per process and file; the record is a file named by the path's hash,
     so concurrent writers never conflict. A read-only depot is fine: no record.
     """
-    toml_path = os.path.abspath(toml_path)
-    depot = get_cache_dir()
-    key = (toml_path, depot)
+    key = (toml_path, (os.environ.get(_DEPOT_ENV), _cache_dir_override))
     if key in _usage_recorded:
         return
     _usage_recorded.add(key)
+    toml_path = os.path.abspath(toml_path)
+    depot = get_cache_dir()
     record = usage_dir(depot) / hashlib.sha1(os.fsencode(toml_path)).hexdigest()
     try:
         if record.exists():
