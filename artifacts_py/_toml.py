@@ -16,7 +16,7 @@ except ImportError:  # Python < 3.11: tomlkit is a dependency anyway
 def parse_toml(data: bytes, path: "str | os.PathLike[str]") -> Dict[str, Any]:
     """Parse TOML bytes; a syntax error becomes :class:`ArtifactsTomlError` naming the file."""
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a BOM (Windows editors) is not TOML's business
     except UnicodeDecodeError as e:
         raise ArtifactsTomlError(f"not UTF-8 text ({e}); save the file as UTF-8", path=str(path)) from None
     try:

@@ -14,10 +14,12 @@ an edit never moves or drops text outside the entry it changes.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ._toml import parse_toml
 from .errors import ArtifactError, ArtifactNotFoundError, ArtifactsTomlError
@@ -26,6 +28,10 @@ from .tomlmodel import GOBBLER_KEYS, ArtifactsFile, GobblerSource, hex_problem
 PathLike = Union[str, "os.PathLike[str]"]
 Mirror = Union[Tuple[str, str], Tuple[str, str, Optional[int]], Mapping[str, Any]]
 PlatformLike = Any  # a Mapping of tags (os, arch, libc, ...) or a platforms.Platform
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+_BOM = "\ufeff"
 
 
 class BindingExistsError(ArtifactError, ValueError):
@@ -43,7 +49,7 @@ def _load(path: Path) -> Tuple[Any, str]:
     data = path.read_bytes()
     parse_toml(data, path)  # a clear error for broken files
     text = data.decode("utf-8")  # not read_text(): keep \r\n as is
-    return tomlkit.parse(text), text
+    return tomlkit.parse(text.lstrip(_BOM)), text
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -83,7 +89,7 @@ def _save(path: Path, doc: Any, original: str, name: str) -> None:
     """Write ``doc`` if it changed, after checking it reads back and ``name`` is valid."""
     import tomlkit
 
-    text = tomlkit.dumps(doc)
+    text = (_BOM if original.startswith(_BOM) else "") + tomlkit.dumps(doc)
     if "\r\n" in original and "\n" not in original.replace("\r\n", ""):
         text = text.replace("\r\n", "\n").replace("\n", "\r\n")  # new lines as the file's
     if text == original:
@@ -320,8 +326,34 @@ def _add_sub(table: Any, key: str, item: Any) -> None:
     table[key] = item
 
 
+def _locked(fn: F) -> F:
+    """Serialise edits of one Artifacts.toml across processes (``artifacts add`` under make -j).
+
+    The lock lives in the depot, not beside the file, so it never shows up in
+    the user's repository; where locking does not work, edits still land whole.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .depot import install_lock
+
+        path = kwargs["toml_path"] if "toml_path" in kwargs else args[0]
+        key = hashlib.sha1(os.fsencode(os.path.realpath(path))).hexdigest()
+        with install_lock(f"toml-{key}"):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 # -------------------------------------------------------------------- public
 
+def check_name(name: object, path: PathLike) -> None:
+    """Refuse a name that ``artifact("Name/sub/path")`` could not address."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        raise ArtifactsTomlError("an artifact name must be a non-empty string without '/' "
+                                 "or '\\'", path=str(path), name=str(name))
+
+
+@_locked
 def bind_artifact(toml_path: PathLike, name: str, git_tree_sha1: str,
                   download_url: Optional[str] = None, sha256: Optional[str] = None,
                   lazy: bool = False, force: bool = False, *, size: Optional[int] = None,
@@ -340,12 +372,8 @@ def bind_artifact(toml_path: PathLike, name: str, git_tree_sha1: str,
     variant of a platform-specific ``[[name]]`` array. ``lazy`` defaults to
     False as in Julia (fetch-artifacts defaulted to True).
     """
-    import tomlkit
-
     path = Path(toml_path)
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
-        raise ArtifactsTomlError("an artifact name must be a non-empty string without '/'",
-                                 path=str(path), name=str(name))
+    check_name(name, path)
     problem = hex_problem(git_tree_sha1, 40)
     if problem:
         raise ArtifactsTomlError(f"{problem}; this must be a 40-digit hex git tree hash",
@@ -355,58 +383,79 @@ def bind_artifact(toml_path: PathLike, name: str, git_tree_sha1: str,
         raise ArtifactsTomlError(f"metadata may not set {', '.join(reserved)}; use the "
                                  "arguments of bind_artifact", path=str(path), name=name)
     mirrors = _mirrors(download_url, sha256, size, download, name, path)
-    tags = _platform_tags(platform) if platform is not None else None
     doc, original = _load(path)
-    existing = doc.get(name)
-
-    if tags is None:
-        if existing is not None and not force:
-            raise BindingExistsError(
-                f"{path}: artifact {name!r} is already bound (to {_describe(existing)}); "
-                "pass force=True (or --force) to re-bind it")
-        target = existing if isinstance(existing, Mapping) else tomlkit.table()
+    if platform is None:
+        target, attach = _plain_target(doc, path, name, force)
     else:
-        if existing is not None and not isinstance(existing, list) and not force:
-            raise BindingExistsError(
-                f"{path}: {name!r} is bound platform-independently; pass force=True to "
-                "replace it with platform variants, or unbind it first")
-        arr = existing if isinstance(existing, list) else None
-        same = [i for i, e in enumerate(arr or []) if _same_platform(e, tags, name, path)]
-        if same and not force:
-            raise BindingExistsError(f"{path}: {name!r} already has a binding for {tags}; "
-                                     "pass force=True to replace it")
-        for i in reversed(same[1:]):
-            _delete_variant(doc, name, i)
-        target = arr.body[same[0]] if same else tomlkit.table()
-        if not same:
-            target.add("git-tree-sha1", git_tree_sha1.lower())
-            for k, v in tags.items():
-                target.add(k, v)
-
+        target, attach = _variant_target(doc, path, name, _platform_tags(platform),
+                                         git_tree_sha1, force)
     trivia = _take_trivia(target)
     _set_binding(target, git_tree_sha1, lazy, metadata or {}, gobbler, mirrors)
     _give_trivia(target, trivia)
-    if tags is None:
-        if existing is None:
-            doc.add(name, target)
-        elif target is not existing:  # a [[name]] array becomes one table
-            _replace_name(doc, name, target)
-    elif arr is None:
-        new = tomlkit.aot()
-        new.append(target)
-        if existing is None:
-            doc.add(name, new)
-        else:
-            _replace_name(doc, name, new)
-    elif not same:  # a new variant goes last; the array's tail text stays after it
-        trivia = _take_trivia(arr)
-        target.trivia.indent = "\n"
-        arr.append(target)
-        _give_trivia(target, trivia)
+    attach()
     _save(path, doc, original, name)
     from .depot import record_usage
 
     record_usage(path)
+
+
+Target = Tuple[Any, Callable[[], None]]
+
+
+def _plain_target(doc: Any, path: Path, name: str, force: bool) -> Target:
+    """The table to (re)bind ``name`` in, and how to put it into ``doc``."""
+    import tomlkit
+
+    existing = doc.get(name)
+    if existing is None:
+        table = tomlkit.table()
+        return table, lambda: doc.add(name, table)
+    if not force:
+        raise BindingExistsError(
+            f"{path}: artifact {name!r} is already bound (to {_describe(existing)}); "
+            "pass force=True (or --force) to re-bind it")
+    if isinstance(existing, Mapping):
+        return existing, lambda: None  # edited in place
+    table = tomlkit.table()  # a [[name]] array (or junk) becomes one table
+    return table, lambda: _replace_name(doc, name, table)
+
+
+def _variant_target(doc: Any, path: Path, name: str, tags: Dict[str, str],
+                    git_tree_sha1: str, force: bool) -> Target:
+    """The ``[[name]]`` element for ``tags`` to (re)bind, and how to put it into ``doc``."""
+    import tomlkit
+
+    existing = doc.get(name)
+    arr = existing if isinstance(existing, list) else None
+    if existing is not None and arr is None and not force:
+        raise BindingExistsError(
+            f"{path}: {name!r} is bound platform-independently; pass force=True to "
+            "replace it with platform variants, or unbind it first")
+    same = [i for i, e in enumerate(arr or []) if _same_platform(e, tags, name, path)]
+    if same:
+        if not force:
+            raise BindingExistsError(f"{path}: {name!r} already has a binding for {tags}; "
+                                     "pass force=True to replace it")
+        for i in reversed(same[1:]):
+            _delete_variant(doc, name, i)
+        return arr.body[same[0]], lambda: None  # edited in place
+    element = tomlkit.table()
+    element.add("git-tree-sha1", git_tree_sha1.lower())
+    for k, v in tags.items():
+        element.add(k, v)
+    if arr is None:
+        new = tomlkit.aot()
+        new.append(element)
+        return element, lambda: (doc.add(name, new) if existing is None
+                                 else _replace_name(doc, name, new))
+
+    def append() -> None:  # a new variant goes last; the array's tail text stays after it
+        trivia = _take_trivia(arr)
+        element.trivia.indent = "\n"
+        arr.append(element)
+        _give_trivia(element, trivia)
+
+    return element, append
 
 
 def _replace_name(doc: Any, name: str, new: Any) -> None:
@@ -422,6 +471,7 @@ def _describe(existing: Any) -> str:
     return f"{len(existing)} platform variants" if isinstance(existing, list) else repr(existing)
 
 
+@_locked
 def unbind_artifact(toml_path: PathLike, name: str,
                     platform: Optional[PlatformLike] = None) -> bool:
     """Remove ``name`` (or its variant for ``platform``). False if it was not bound."""
@@ -451,6 +501,7 @@ def unbind_artifact(toml_path: PathLike, name: str,
     return True
 
 
+@_locked
 def add_download_source(toml_path: PathLike, name: str, download_url: str, sha256: str,
                         size: Optional[int] = None,
                         platform: Optional[PlatformLike] = None) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from . import core, depot
-from .errors import ArtifactError, InstallError
+from .errors import ArtifactError, ArtifactNotFoundError, InstallError
 
 
 def _print_json(data: Any) -> None:
@@ -84,8 +84,10 @@ def _pinned(toml: Path, name: str) -> Optional[Tuple[str, str]]:
 
 def cmd_add(args: argparse.Namespace) -> int:
     from .authoring import bind_resolved, resolve_source
+    from .binding import check_name
 
     toml = _toml(args, must_exist=False)
+    check_name(args.name, toml)  # before a long download, not after
     source = args.source
     kwargs: Dict[str, Any] = {}
     if "://" in source:
@@ -166,6 +168,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     def wanted(name: str) -> bool:
         try:
             return args.include_lazy or not f.entry(name).lazy
+        except ArtifactNotFoundError:
+            return False  # bound for other platforms only: nothing to fetch here (Julia)
         except ArtifactError:
             return True  # let the fetch below report what is wrong with it
 
@@ -239,7 +243,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if "error" in r:
             print(f"{r['name']:<20} ERROR  {r['error']}")
             continue
-        state = "installed" if r["installed"] else "missing  "
+        state = "installed" if r["installed"] else ("lazy     " if r["lazy"] else "missing  ")
         print(f"{r['name']:<20} {state} {_human(r['size']):>10}  {r['git_tree_sha1']}  {r['source']}")
     return 0
 
@@ -264,7 +268,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             except ArtifactError as e:
                 if args.names:
                     raise
-                results[name] = f"invalid ({_one_line(e)})"
+                if not isinstance(e, ArtifactNotFoundError):  # not for this platform: skip
+                    results[name] = f"invalid ({_one_line(e)})"
                 continue
             if depot.find_installed(h) is None:
                 results[name] = "missing"
@@ -352,6 +357,8 @@ def cmd_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
         import getpass
 
         argv += ["-admin", getpass.getuser()]
+    # The server builds its own argparse parser; give it our one-line usage errors.
+    argparse.ArgumentParser.error = _Parser.error  # type: ignore[method-assign]
     return server.main(argv) or 0
 
 

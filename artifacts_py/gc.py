@@ -1,7 +1,8 @@
 """Garbage collection of the first depot (Julia's usage-log idea).
 
 Every Artifacts.toml that resolves or binds through a depot leaves a usage
-record (:func:`artifacts_py.depot.record_usage`). ``gc`` keeps every tree
+record (:func:`artifacts_py.depot.record_usage`; Julia's ``artifact_usage.toml``
+is honoured too). ``gc`` keeps every tree
 that a still-existing recorded file binds (all platform variants), removes
 the rest, reaps crashed temp dirs older than a grace period, and can then
 evict the oldest used trees to fit a size cap. Only the first depot is ever
@@ -15,7 +16,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Set
+from typing import List, Optional, Set, Tuple
 
 from . import depot
 from .errors import ArtifactError
@@ -30,7 +31,6 @@ class GcReport:
     kept: List[dict] = field(default_factory=list)
     temp_removed: List[str] = field(default_factory=list)
     forgotten_tomls: List[str] = field(default_factory=list)
-    unreadable_tomls: List[str] = field(default_factory=list)
     dry_run: bool = False
 
     @property
@@ -40,7 +40,22 @@ class GcReport:
     def as_dict(self) -> dict:
         return {"dry_run": self.dry_run, "removed": self.removed, "kept": self.kept,
                 "temp_removed": self.temp_removed, "forgotten_tomls": self.forgotten_tomls,
-                "unreadable_tomls": self.unreadable_tomls, "freed_bytes": self.freed_bytes}
+                "freed_bytes": self.freed_bytes}
+
+
+def _recorded() -> List[Tuple[Optional[Path], Path]]:
+    """(our usage record or None, Artifacts.toml) for every file that used the first depot.
+
+    Julia's own log (``logs/artifact_usage.toml``) counts too, so a Julia depot
+    placed first in the stack keeps what Julia uses; that log is only read.
+    """
+    from ._toml import parse_toml
+
+    out: List[Tuple[Optional[Path], Path]] = [(r, t) for r, t, _ in depot.recorded_tomls()]
+    julia_log = depot.get_cache_dir() / "logs" / "artifact_usage.toml"
+    if julia_log.is_file():
+        out += [(None, Path(p)) for p in parse_toml(julia_log.read_bytes(), julia_log)]
+    return out
 
 
 def used_hashes(report: Optional[GcReport] = None) -> Set[str]:
@@ -54,18 +69,16 @@ def used_hashes(report: Optional[GcReport] = None) -> Set[str]:
     from .errors import ArtifactsTomlError
 
     used: Set[str] = set()
-    for record, toml, _when in depot.recorded_tomls():
+    for record, toml in _recorded():
         try:
             data = parse_toml(toml.read_bytes(), toml)
         except FileNotFoundError:
-            if report is not None:
+            if report is not None and record is not None:
                 report.forgotten_tomls.append(str(toml))
                 if not report.dry_run:
                     record.unlink(missing_ok=True)
             continue
         except (ArtifactError, OSError) as e:
-            if report is not None:
-                report.unreadable_tomls.append(str(toml))
             raise ArtifactsTomlError(f"gc needs every recorded Artifacts.toml and cannot read "
                                      f"this one ({e}); nothing was removed. Fix the file, or "
                                      "delete it if it is no longer used", path=str(toml)) from None

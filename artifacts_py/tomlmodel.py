@@ -22,6 +22,7 @@ from .errors import ArtifactNotFoundError, ArtifactsTomlError, TomlNotFoundError
 
 TOML_NAMES = ("JuliaArtifacts.toml", "Artifacts.toml")
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", ".git")
+SITE_DIRS = ("site-packages", "dist-packages")
 TOML_ENV = "ARTIFACTS_PY_TOML"
 GOBBLER_KEYS = ("project", "asset", "version", "url", "registry")
 _RESERVED = ("git-tree-sha1", "lazy", "download", "gobbler")
@@ -298,12 +299,15 @@ def find_artifacts_toml(start: PathLike) -> Optional[Path]:
     """Search ``start`` (a directory or file) and its parents for an Artifacts.toml.
 
     ``JuliaArtifacts.toml`` wins over ``Artifacts.toml`` in one directory. The
-    search stops at a directory holding pyproject.toml, setup.py or .git.
+    search stops at a directory holding pyproject.toml, setup.py or .git, and
+    below ``site-packages`` (an installed package's own folder is its root).
     """
     d = os.path.abspath(start)
     if not os.path.isdir(d):
         d = os.path.dirname(d)
     while True:
+        if os.path.basename(d) in SITE_DIRS:  # an installed package never uses files above it
+            return None
         found = _toml_in(d)
         if found:
             return Path(found)
