@@ -23,13 +23,18 @@ def _print_json(data: Any) -> None:
 
 def _toml(args: argparse.Namespace, must_exist: bool = True) -> Path:
     """The Artifacts.toml the command works on: --toml, the env var, or ./Artifacts.toml."""
-    from .tomlmodel import TOML_ENV, TOML_NAMES, find_artifacts_toml, resolve_toml
+    from .tomlmodel import TOML_ENV, find_artifacts_toml, toml_in_dir
 
     if args.toml:
         given = Path(args.toml)
-        if given.is_dir() and not must_exist and not any((given / n).is_file() for n in TOML_NAMES):
+        if not given.is_dir():
+            return given
+        found = toml_in_dir(given)  # a directory means the file in it
+        if found is not None:
+            return Path(found)
+        if not must_exist:
             return given / "Artifacts.toml"  # a new file in that directory
-        return Path(resolve_toml(given, None))  # a directory means the file in it
+        raise FileNotFoundError(f"{given}: no JuliaArtifacts.toml or Artifacts.toml in this directory")
     if os.environ.get(TOML_ENV):
         return Path(os.environ[TOML_ENV])
     found = find_artifacts_toml(os.getcwd())

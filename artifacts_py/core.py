@@ -254,8 +254,8 @@ class ArtifactManager:
                  verbose: bool = False) -> None:
         if cache_dir is not None:
             depot.set_cache_dir(cache_dir)
-        self.toml_path = Path(toml_path)
-        self.file = load_file(self.toml_path)
+        self.file = load_file(toml_path)  # a directory means the file in it
+        self.toml_path = self.file.path
         self.verbose = verbose
         self.artifacts: Dict[str, ArtifactEntry] = {}
         self.errors: Dict[str, ArtifactError] = {}

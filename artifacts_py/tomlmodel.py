@@ -12,10 +12,10 @@ file, the artifact and the key.
 from __future__ import annotations
 
 import os
+import stat
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from ._toml import parse_toml
 from .errors import ArtifactNotFoundError, ArtifactsTomlError, TomlNotFoundError
@@ -30,8 +30,9 @@ _RESERVED = ("git-tree-sha1", "lazy", "download", "gobbler")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-@dataclass(frozen=True)
-class DownloadInfo:
+# Plain classes rather than dataclasses: ``dataclasses`` imports ``inspect``,
+# about 5 ms that every fresh ``artifact()`` call would pay.
+class DownloadInfo(NamedTuple):
     """One ``[[name.download]]`` mirror: a tarball URL and its sha256."""
 
     url: str
@@ -39,8 +40,7 @@ class DownloadInfo:
     size: Optional[int] = None
 
 
-@dataclass(frozen=True)
-class GobblerSource:
+class GobblerSource(NamedTuple):
     """The ``[name.gobbler]`` table: a version in a Gobbler registry."""
 
     project: str
@@ -54,18 +54,37 @@ class GobblerSource:
         return f"{self.project}/{self.asset}/{self.version}"
 
 
-@dataclass
 class ArtifactEntry:
     """One binding of a name (for one platform when the name has several)."""
 
-    name: str
-    git_tree_sha1: str
-    lazy: bool = False
-    downloads: List[DownloadInfo] = field(default_factory=list)
-    gobbler: Optional[GobblerSource] = None
-    metadata: Dict[str, Any] = field(default_factory=dict)
-    platform: Any = None  # platforms.Platform for array entries
-    toml_path: Optional[Path] = None
+    __slots__ = ("name", "git_tree_sha1", "lazy", "downloads", "gobbler", "metadata",
+                 "platform", "toml_path")
+
+    def __init__(self, name: str, git_tree_sha1: str, lazy: bool = False,
+                 downloads: Optional[List[DownloadInfo]] = None,
+                 gobbler: Optional[GobblerSource] = None,
+                 metadata: Optional[Dict[str, Any]] = None, platform: Any = None,
+                 toml_path: Optional[Path] = None) -> None:
+        self.name = name
+        self.git_tree_sha1 = git_tree_sha1
+        self.lazy = lazy
+        self.downloads: List[DownloadInfo] = downloads if downloads is not None else []
+        self.gobbler = gobbler
+        self.metadata: Dict[str, Any] = metadata if metadata is not None else {}
+        self.platform = platform  # platforms.Platform for array entries
+        self.toml_path = toml_path
+
+    def _fields(self) -> Tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ArtifactEntry) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"ArtifactEntry({args})"
 
     @property
     def os(self) -> Optional[str]:
@@ -190,6 +209,7 @@ class ArtifactsFile:
             data = parse_toml(raw, self.path)
         self.data = data
         self._selected: Dict[Tuple[str, int], ArtifactEntry] = {}
+        self._plain: Dict[str, ArtifactEntry] = {}
 
     def names(self) -> List[str]:
         """Every name bound in the file, in file order."""
@@ -211,27 +231,26 @@ class ArtifactsFile:
         The host is ``self.platform``, else :func:`~artifacts_py.platforms.host_platform`
         (which follows ``ARTIFACTS_PY_PLATFORM``); selections are cached per host.
         """
+        plain = self._plain.get(name)
+        if plain is not None:  # the warm path: no isinstance, no parsing
+            return plain
         value = self._raw(name)
-        host = None
-        if not isinstance(value, Mapping):
-            from .platforms import host_platform
+        if isinstance(value, Mapping):
+            plain = self._plain[name] = parse_binding(value, name, str(self.path))
+            return plain
+        from .platforms import host_platform, select_platform
 
-            host = self.platform or host_platform()
+        host = self.platform or host_platform()
         hit = self._selected.get((name, id(host)))  # hosts are long-lived, shared objects
         if hit is not None:
             return hit
-        if host is None:
-            entry = parse_binding(value, name, str(self.path))
-        else:
-            from .platforms import select_platform
-
-            candidates = [(e.platform, e) for e in
-                          (self._platform_entry(item, name, i) for i, item in enumerate(value, 1))]
-            entry = select_platform(candidates, host)
-            if entry is None:
-                raise ArtifactNotFoundError(
-                    f"{self.path}: artifact {name!r} has no binding for this platform "
-                    f"({host.triplet()}); add one, or set ARTIFACTS_PY_PLATFORM to pick another")
+        candidates = [(e.platform, e) for e in
+                      (self._platform_entry(item, name, i) for i, item in enumerate(value, 1))]
+        entry = select_platform(candidates, host)
+        if entry is None:
+            raise ArtifactNotFoundError(
+                f"{self.path}: artifact {name!r} has no binding for this platform "
+                f"({host.triplet()}); add one, or set ARTIFACTS_PY_PLATFORM to pick another")
         self._selected[(name, id(host))] = entry
         return entry
 
@@ -277,6 +296,11 @@ def load_file(path: PathLike) -> ArtifactsFile:
     hit = _files.get(key)
     if hit is not None and hit[0] == sig:
         return hit[1]
+    if stat.S_ISDIR(st.st_mode):
+        found = toml_in_dir(key)
+        if found is None:
+            raise TomlNotFoundError(f"{key}: no JuliaArtifacts.toml or Artifacts.toml in this directory")
+        return load_file(found)
     parsed = ArtifactsFile(key)
     _files[key] = (sig, parsed)
     return parsed
@@ -287,7 +311,8 @@ def load_file(path: PathLike) -> ArtifactsFile:
 _discovered: Dict[str, str] = {}
 
 
-def _toml_in(directory: str) -> Optional[str]:
+def toml_in_dir(directory: PathLike) -> Optional[str]:
+    """``JuliaArtifacts.toml`` or else ``Artifacts.toml`` in ``directory``, if either exists."""
     for name in TOML_NAMES:
         candidate = os.path.join(directory, name)
         if os.path.isfile(candidate):
@@ -308,7 +333,7 @@ def find_artifacts_toml(start: PathLike) -> Optional[Path]:
     while True:
         if os.path.basename(d) in SITE_DIRS:  # an installed package never uses files above it
             return None
-        found = _toml_in(d)
+        found = toml_in_dir(d)
         if found:
             return Path(found)
         if any(os.path.exists(os.path.join(d, m)) for m in PROJECT_MARKERS):
@@ -322,13 +347,7 @@ def find_artifacts_toml(start: PathLike) -> Optional[Path]:
 def resolve_toml(toml: Optional[PathLike], caller_file: Optional[str]) -> str:
     """The Artifacts.toml to use: explicit, env var, near the caller, or cwd."""
     if toml is not None:
-        p = os.fspath(toml)
-        if os.path.isdir(p):
-            found = _toml_in(p)
-            if found is None:
-                raise TomlNotFoundError(f"{p}: no JuliaArtifacts.toml or Artifacts.toml in this directory")
-            return found
-        return p
+        return os.fspath(toml)  # load_file() looks inside a directory
     env = os.environ.get(TOML_ENV)
     if env:
         return env
@@ -340,7 +359,7 @@ def resolve_toml(toml: Optional[PathLike], caller_file: Optional[str]) -> str:
         if found is not None:
             _discovered[caller_file] = str(found)
             return str(found)
-    found_cwd = _toml_in(os.getcwd())
+    found_cwd = toml_in_dir(os.getcwd())
     if found_cwd:
         return found_cwd
     where = f" near {caller_file} or" if caller_file else ""

@@ -361,7 +361,7 @@ def test_julia_artifacts_toml_wins(tmp_path):
     write(tmp_path, f'[D]\ngit-tree-sha1 = "{H1}"\n')
     jp = write(tmp_path, f'[D]\ngit-tree-sha1 = "{H2}"\n', "JuliaArtifacts.toml")
     assert find_artifacts_toml(tmp_path) == jp
-    assert resolve_toml(tmp_path, None) == str(jp)
+    assert load_file(tmp_path).path == jp  # a directory means the file in it
 
 
 def test_find_walks_up_and_stops_at_a_project_root(tmp_path):
@@ -405,7 +405,7 @@ def test_nothing_found_says_what_to_do(tmp_path, monkeypatch):
     with pytest.raises(TomlNotFoundError, match="ARTIFACTS_PY_TOML"):
         resolve_toml(None, None)
     with pytest.raises(TomlNotFoundError):
-        resolve_toml(tmp_path, None)  # a directory without a file
+        load_file(tmp_path)  # a directory without a file
     assert get_artifacts_toml() is None
 
 
