@@ -20,12 +20,9 @@ two processes from doing the same work (it may silently not lock on NFS).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
@@ -286,6 +283,8 @@ def _fill_and_commit(fill: Callable[[Path], Optional[str]], expected: Optional[s
                      label: str) -> Path:
     """The one persist step: temp dir, fill, verify, read-only, rename."""
     target_dir = artifacts_dir()
+    import tempfile  # install-time only: keep the warm path's imports small
+
     tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=target_dir))
     try:
         computed = fill(tmp)
@@ -359,6 +358,8 @@ def make_readonly(root: Path) -> None:
 
 def remove_tree(path: "str | os.PathLike[str]") -> None:
     """``rm -rf`` that also works on read-only files and tolerates races."""
+    import shutil
+
     def onerror(func, p, exc_info):
         err = exc_info[1]
         if isinstance(err, FileNotFoundError):
@@ -384,6 +385,8 @@ def new_download_path() -> Path:
     """A fresh file name in the first depot (same filesystem as installs)."""
     target = artifacts_dir()
     target.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     fd, name = tempfile.mkstemp(prefix=DOWNLOAD_PREFIX, dir=target)
     os.close(fd)
     return Path(name)
@@ -416,6 +419,18 @@ def usage_dir(depot: Optional[Path] = None) -> Path:
     return (depot or get_cache_dir()) / "logs" / "usage"
 
 
+def _record_name(toml_path: str) -> str:
+    """A readable, reversible file name for a usage record (sha1 if too long)."""
+    from urllib.parse import quote  # already loaded by pathlib
+
+    name = quote(toml_path, safe="")
+    if len(name) > 200:
+        import hashlib
+
+        name = hashlib.sha1(os.fsencode(toml_path)).hexdigest()
+    return name
+
+
 def record_usage(toml_path: "str | os.PathLike[str]") -> None:
     """Note that ``toml_path`` uses this depot, for ``gc``.
 
@@ -428,7 +443,7 @@ def record_usage(toml_path: "str | os.PathLike[str]") -> None:
     _usage_recorded.add(key)
     toml_path = os.path.abspath(toml_path)
     depot = get_cache_dir()
-    record = usage_dir(depot) / hashlib.sha1(os.fsencode(toml_path)).hexdigest()
+    record = usage_dir(depot) / _record_name(toml_path)
     try:
         if record.exists():
             os.utime(record)

@@ -13,7 +13,6 @@ named ``.git`` are skipped.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -39,14 +38,18 @@ def blob_header(size: int) -> bytes:
 
 def blob_sha1(data: bytes) -> bytes:
     """Raw 20-byte git blob hash of ``data``."""
-    h = hashlib.sha1(blob_header(len(data)))
+    from hashlib import sha1
+
+    h = sha1(blob_header(len(data)))
     h.update(data)
     return h.digest()
 
 
 def file_blob_sha1(path: PathLike, size: int) -> bytes:
     """Raw git blob hash of a regular file of known ``size``."""
-    h = hashlib.sha1(blob_header(size))
+    from hashlib import sha1
+
+    h = sha1(blob_header(size))
     with open(path, "rb", buffering=0) as f:
         if size <= _WHOLE_READ_LIMIT:
             h.update(f.read())
@@ -126,7 +129,9 @@ def _tree_sha(node: Dict[bytes, object]):
         return None
     entries.sort(key=lambda e: e[0])
     body = b"".join(mode + b" " + name + b"\0" + sha for _, mode, name, sha in entries)
-    return hashlib.sha1(b"tree %d\0" % len(body) + body).digest()
+    from hashlib import sha1
+
+    return sha1(b"tree %d\0" % len(body) + body).digest()
 
 
 def iter_tree(directory: PathLike) -> Iterable[Tuple[bytes, bytes, bytes]]:
@@ -172,7 +177,9 @@ def compute_git_tree_sha1(directory: PathLike) -> str:
 
 def compute_sha256(path: PathLike) -> str:
     """SHA-256 of a file, as 64 lower-case hex digits."""
-    h = hashlib.sha256()
+    from hashlib import sha256
+
+    h = sha256()
     with open(path, "rb", buffering=0) as f:
         buf = bytearray(_CHUNK)
         view = memoryview(buf)
