@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import threading
@@ -36,8 +37,6 @@ REGISTRY_ENV = "ARTIFACTS_PY_GOBBLER_REGISTRY"
 URL_ENV = "ARTIFACTS_PY_GOBBLER_URL"
 
 Manifest = Dict[str, Dict[str, Any]]
-# (md5 hex, raw git blob sha1) of one file, as read.
-Digest = Tuple[str, bytes]
 
 
 def locations(g: GobblerSource) -> Tuple[Optional[str], Optional[str]]:
@@ -79,30 +78,52 @@ def _failing_source(label: str, why: str) -> Source:
 
 # ------------------------------------------------------------ shared checking
 
-def _files(manifest: Manifest) -> List[Tuple[str, int, str]]:
-    """(path, size, md5) of each file; empty-directory entries are left out."""
-    return [(p, int(e["size"]), e["md5sum"]) for p, e in sorted(manifest.items())
-            if e.get("md5sum") != "" or "link" in e]
+def _plan(manifest: Any, where: str) -> Tuple[List[Tuple[str, int, str]], List[str]]:
+    """Check a whole manifest before touching anything; return its files and empty dirs.
+
+    Files are ``(path, size, md5)``, sorted; a link counts as its target's
+    content. A malformed entry or a path that could leave the tree (a lying
+    server or a damaged registry) refuses the version as a whole.
+    """
+    if not isinstance(manifest, dict):
+        raise GobblerError(f"{where}: ..manifest is not a JSON object")
+    files, empty = [], []
+    for rel, e in sorted(manifest.items()):
+        _check_path(rel, where)
+        size = e.get("size") if isinstance(e, dict) else None
+        md5 = e.get("md5sum") if isinstance(e, dict) else None
+        if type(size) is not int or size < 0 or not isinstance(md5, str) or \
+                (md5 and not _MD5.fullmatch(md5)):
+            raise GobblerError(f"{where}: ..manifest entry {rel!r} is malformed ({e!r}); "
+                               "expected {\"size\": N, \"md5sum\": \"<32 hex>\"}")
+        if md5 == "" and "link" not in e:
+            empty.append(rel)
+        else:
+            files.append((rel, size, md5))
+    return files, empty
 
 
-def _empty_dirs(manifest: Manifest) -> List[str]:
-    return [p for p, e in manifest.items() if e.get("md5sum") == "" and "link" not in e]
+_MD5 = re.compile(r"[0-9a-f]{32}")
 
 
-def _safe_target(root: Path, rel: str, where: str) -> Path:
-    """``root/rel`` after refusing absolute paths and ``..`` (a lying manifest)."""
-    parts = rel.split("/")
-    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
+def _check_path(rel: object, where: str) -> None:
+    """Refuse a manifest path that is absolute, has ``.``/``..``/empty parts, or a NUL."""
+    if not isinstance(rel, str) or rel.startswith("/") or "\0" in rel or \
+            any(p in ("", ".", "..") for p in rel.split("/")):
         raise GobblerError(f"{where}: manifest path {rel!r} is not a plain relative path; refused")
-    return root.joinpath(*parts)
+
+
+def _target(root: Path, rel: str) -> Path:
+    """``root/rel`` for a path :func:`_check_path` accepted."""
+    return root.joinpath(*rel.split("/"))
 
 
 def _check(rel: str, size: int, md5: str, got_size: int, got_md5: str, where: str) -> None:
     if got_size != size or got_md5 != md5:
         raise HashMismatchError(
             f"{where}/{rel}: does not match the version's ..manifest (expected {size} bytes, "
-            f"md5 {md5}; read {got_size} bytes, md5 {got_md5}); the registry copy was changed "
-            "after publishing", expected=md5, actual=got_md5)
+            f"md5 {md5}; read {got_size} bytes, md5 {got_md5}): the registry copy was changed "
+            "after publishing, or the transfer was corrupted", expected=md5, actual=got_md5)
 
 
 def _tree_hash(digests: Dict[str, bytes]) -> str:
@@ -112,9 +133,10 @@ def _tree_hash(digests: Dict[str, bytes]) -> str:
     return builder.hexdigest()
 
 
-def _finish(tmp: Path, manifest: Manifest, digests: Dict[str, bytes], where: str) -> str:
-    for rel in _empty_dirs(manifest):
-        _safe_target(tmp, rel, where).mkdir(parents=True, exist_ok=True)
+def _finish(tmp: Path, empty_dirs: List[str], digests: Dict[str, bytes]) -> str:
+    """Create the empty dirs, make every file 0644; the tree hash from the blob hashes."""
+    for rel in empty_dirs:
+        _target(tmp, rel).mkdir(parents=True, exist_ok=True)
     for dirpath, _dirs, files in os.walk(tmp):
         for name in files:
             os.chmod(os.path.join(dirpath, name), 0o644)
@@ -178,9 +200,8 @@ def read_local_manifest(registry: str, g: GobblerSource) -> Manifest:
 
     vdir = _version_dir(registry, g)
     if not (vdir / "..summary").is_file():
-        reg = Path(registry)
-        raise _which_missing(registry, g.project, g.asset, g.version, lambda *parts:
-                             reg.joinpath(*parts).is_dir()) or GobblerNotFoundError(
+        raise _which_missing(registry, g.project, g.asset, g.version,
+                             _local_exists(registry)) or GobblerNotFoundError(
             f"{registry}: version {g.coordinates} has no ..summary: its upload is unfinished "
             "or failed", status=404)
     try:
@@ -207,6 +228,11 @@ def _which_missing(where: str, project: str, asset: str, version: Optional[str],
             return GobblerNotFoundError(f"{where}: {what} {value!r} does not exist (looking "
                                         f"for {coords})", status=404, url=where)
     return None
+
+
+def _local_exists(registry: str) -> Callable[..., bool]:
+    """``exists`` for :func:`_which_missing` in a mounted registry."""
+    return lambda *parts: Path(registry, *parts).is_dir()
 
 
 def _remote_exists(url: str) -> Callable[..., bool]:
@@ -245,7 +271,12 @@ def _copy_and_hash(src: Path, dst: Path, size: int) -> Tuple[int, str, bytes]:
 
 
 def _kernel_copy(fin: int, fout: int, size: int) -> None:
-    """reflink (FICLONE), then copy_file_range / sendfile, then a plain copy."""
+    """reflink (FICLONE), else copy_file_range / sendfile, else a buffered copy.
+
+    The caller hashes what landed, so the copy only has to be complete: a
+    kernel copy that fails, or stops short of ``size`` (some network and FUSE
+    filesystems answer 0 early), is redone buffered from the start.
+    """
     try:
         import fcntl
 
@@ -253,27 +284,30 @@ def _kernel_copy(fin: int, fout: int, size: int) -> None:
         return
     except (OSError, ImportError):
         pass
-    done = 0
     try:
-        copy = getattr(os, "copy_file_range", None)
-        while done < size:
-            n = (copy(fin, fout, min(size - done, 1 << 30)) if copy else
-                 os.sendfile(fout, fin, done, min(size - done, 1 << 30)))
-            if n == 0:
-                break
-            done += n
-        # The file may have grown; copy any tail so the size check can see it.
-        while True:
-            n = copy(fin, fout, CHUNK) if copy else os.sendfile(fout, fin, done, CHUNK)
-            if n == 0:
-                return
-            done += n
+        if _copy_range(fin, fout) >= size:
+            return
     except OSError:
-        os.lseek(fin, 0, os.SEEK_SET)
-        os.lseek(fout, 0, os.SEEK_SET)
-        os.ftruncate(fout, 0)
-        with open(fin, "rb", closefd=False) as a, open(fout, "wb", closefd=False) as b:
-            shutil.copyfileobj(a, b, CHUNK)
+        pass
+    os.lseek(fin, 0, os.SEEK_SET)
+    os.lseek(fout, 0, os.SEEK_SET)
+    os.ftruncate(fout, 0)
+    with open(fin, "rb", closefd=False) as a, open(fout, "wb", closefd=False) as b:
+        shutil.copyfileobj(a, b, CHUNK)
+
+
+def _copy_range(fin: int, fout: int) -> int:
+    """Copy in the kernel until the source says end of file; returns the bytes copied.
+
+    Copies past the manifest's size too, so that a file that grew is caught.
+    """
+    copy = getattr(os, "copy_file_range", None)
+    done = 0
+    while True:
+        n = copy(fin, fout, 1 << 30) if copy else os.sendfile(fout, fin, done, 1 << 30)
+        if n == 0:
+            return done
+        done += n
 
 
 def fill_from_registry(registry: str, g: GobblerSource, tmp: Path, *,
@@ -282,14 +316,14 @@ def fill_from_registry(registry: str, g: GobblerSource, tmp: Path, *,
     manifest = read_local_manifest(registry, g)
     vdir = _version_dir(registry, g)
     where = f"{registry}/{g.coordinates}"
-    files = _files(manifest)
+    files, empty_dirs = _plan(manifest, where)
     bar = _Bar(sum(s for _, s, _ in files), len(files), g.coordinates, progress)
 
     def one(rel: str, size: int, md5: str) -> Callable[[], Tuple[str, bytes]]:
         def task() -> Tuple[str, bytes]:
-            src = _safe_target(vdir, rel, where)
+            src = _target(vdir, rel)
             try:
-                n, got_md5, sha = _copy_and_hash(src, _safe_target(tmp, rel, where), size)
+                n, got_md5, sha = _copy_and_hash(src, _target(tmp, rel), size)
             except FileNotFoundError:
                 raise GobblerError(f"{where}/{rel}: listed in ..manifest but missing "
                                    "(or a broken link) in the registry") from None
@@ -302,7 +336,7 @@ def fill_from_registry(registry: str, g: GobblerSource, tmp: Path, *,
         digests = _run_pool([one(*f) for f in files])
     finally:
         bar.close()
-    return _finish(tmp, manifest, digests, where)
+    return _finish(tmp, empty_dirs, digests)
 
 
 # ------------------------------------------------------------------- REST API
@@ -354,12 +388,9 @@ def fetch_remote_manifest(url: str, g: GobblerSource) -> Manifest:
     if r.status_code >= 300:
         raise GobblerError(f"{target}: HTTP {r.status_code}", status=r.status_code, url=url)
     try:
-        manifest = r.json()
+        return r.json()
     except ValueError:
-        manifest = None
-    if not isinstance(manifest, dict):
-        raise GobblerError(f"{target}: the manifest is not a JSON object", url=url)
-    return manifest
+        raise GobblerError(f"{target}: the manifest is not JSON", url=url) from None
 
 
 def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
@@ -368,13 +399,13 @@ def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
     from .download import download
 
     manifest = fetch_remote_manifest(url, g)
-    where = f"{url} {g.coordinates}"
-    files = _files(manifest)
+    where = f"{url.rstrip('/')}/fetch/{g.coordinates}"
+    files, empty_dirs = _plan(manifest, where)
     bar = _Bar(sum(s for _, s, _ in files), len(files), g.coordinates, progress)
 
     def one(rel: str, size: int, md5: str) -> Callable[[], Tuple[str, bytes]]:
         def task() -> Tuple[str, bytes]:
-            dst = _safe_target(tmp, rel, where)
+            dst = _target(tmp, rel)
             dst.parent.mkdir(parents=True, exist_ok=True)
             got = download(_fetch_url(url, g, rel), dst, session=_session(), progress=False,
                            hashers=(hashlib.md5, lambda: hashlib.sha1(blob_header(size))))
@@ -388,7 +419,7 @@ def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
         digests = _run_pool([one(*f) for f in files])
     finally:
         bar.close()
-    return _finish(tmp, manifest, digests, where)
+    return _finish(tmp, empty_dirs, digests)
 
 
 # -------------------------------------------------------------------- pinning
@@ -441,7 +472,7 @@ def _latest(project: str, asset: str, registry: Optional[str], url: Optional[str
 
     if registry:
         latest = client.fetch_latest(project, asset, registry=registry)
-        where, exists = registry, (lambda *parts: Path(registry, *parts).is_dir())
+        where, exists = registry, _local_exists(registry)
     else:
         assert url is not None
         latest = client.fetch_latest(project, asset, url=url, force_remote=True)
@@ -563,7 +594,7 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
         _check_uploaded(g, sums, directory)
         mirrors = []
         if archive:
-            sha256 = _archive_view(directory, view, Path(archive), tree_hash)
+            sha256 = _archive_view(directory, view, Path(archive))
             mirrors.append({"url": archive_url or Path(archive).absolute().as_uri(),
                             "sha256": sha256})
         table = {"project": project, "asset": asset, "version": version, "url": url,
@@ -587,9 +618,10 @@ def _check_uploaded(g: GobblerSource, sums: Dict[str, Tuple[int, str]], director
         manifest = read_local_manifest(g.registry, g)
     else:
         manifest = fetch_remote_manifest(g.url, g)  # type: ignore[arg-type]
-    problems = [rel for rel, (size, md5) in sums.items()
-                if rel not in manifest or (manifest[rel]["size"], manifest[rel]["md5sum"]) != (size, md5)]
-    extra = [rel for rel, e in manifest.items() if rel not in sums and e.get("md5sum") != ""]
+    files, _empty = _plan(manifest, g.coordinates)
+    listed = {rel: (size, md5) for rel, size, md5 in files}
+    problems = [rel for rel, size_md5 in sums.items() if listed.get(rel) != size_md5]
+    extra = [rel for rel in listed if rel not in sums]
     if problems or extra:
         raise HashMismatchError(
             f"its manifest does not match {directory}: {len(problems)} file(s) differ or are "
@@ -603,6 +635,8 @@ def _exists_note(g: GobblerSource) -> str:
 
     try:
         versions = client.list_versions(g.project, g.asset, registry=g.registry, url=g.url)
+    except (GobblerNotFoundError, FileNotFoundError):  # no such project or asset
+        versions = []
     except GobblerError:
         return f"Whether {g.coordinates} exists in the registry could not be checked."
     if g.version in versions:
@@ -610,18 +644,15 @@ def _exists_note(g: GobblerSource) -> str:
     return f"The version {g.coordinates} does not exist in the registry."
 
 
-def _archive_view(directory: Path, view: Dict[str, Tuple[Path, int]], archive: Path,
-                  tree_hash: str) -> str:
-    """A deterministic tarball whose tree hash is the Gobbler view's hash."""
+def _archive_view(directory: Path, view: Dict[str, Tuple[Path, int]], archive: Path) -> str:
+    """A deterministic tarball of the Gobbler view (so with its tree hash); its sha256."""
     import tempfile
 
     from . import depot
     from .archives import create_archive
-    from .treehash import compute_git_tree_sha1
 
-    if compute_git_tree_sha1(directory) == tree_hash:
+    if _packs_as_view(directory):
         return create_archive(directory, archive)
-    # Links, exec bits or dot files differ from the view: pack a copy of the view.
     tmp = Path(tempfile.mkdtemp(prefix=".view-", dir=archive.parent))
     try:
         for rel, (src, _size) in view.items():
@@ -632,3 +663,18 @@ def _archive_view(directory: Path, view: Dict[str, Tuple[Path, int]], archive: P
         return create_archive(tmp, archive)
     finally:
         depot.remove_tree(tmp)
+
+
+def _packs_as_view(directory: Path) -> bool:
+    """Would a tarball of the folder as is hold the Gobbler view?
+
+    Only if nothing differs: no symlinks, no exec bits, no skipped dot names
+    (metadata only; no file is read).
+    """
+    for dirpath, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(dirpath, name))
+            if name.startswith(".") or stat.S_ISLNK(st.st_mode) or \
+                    (stat.S_ISREG(st.st_mode) and st.st_mode & 0o100):
+                return False
+    return True

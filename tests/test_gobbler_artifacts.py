@@ -1,0 +1,504 @@
+"""Gobbler versions as artifacts (issue 4), against our Gobbler server over real
+HTTP, with a real registry and staging on disk.
+
+Resolution by mounted registry and by REST, manifest and tree-hash checks,
+fall-through to tarball mirrors, the 8-process race, ``add`` / ``publish``
+(API and CLI), failed publishes, offline mode and a lying server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Tuple
+from urllib.parse import quote
+
+import pytest
+
+import artifacts_py
+from artifacts_py import cli, core, depot, gobbler
+from artifacts_py.binding import bind_artifact
+from artifacts_py.errors import (GobblerError, GobblerNotFoundError, HashMismatchError,
+                                 InstallError, OfflineError)
+from artifacts_py.gobbler_source import pin_version
+from artifacts_py.tomlmodel import load_file
+from artifacts_py.treehash import compute_git_tree_sha1
+from gobbler_fixtures import SAMPLE, CountingProxy, make_sample, resolve_worker
+
+PROJECT = "issue4"
+
+
+class Gobbler:
+    """The running server's coordinates."""
+
+    def __init__(self, staging: str, registry: str, url: str) -> None:
+        self.staging, self.registry, self.url = staging, registry, url
+
+
+@pytest.fixture(scope="module")
+def gob(tmp_path_factory):
+    """Our server on a fresh registry and staging (or the one already running: it is a
+    single-instance helper, and another module may own it)."""
+    base = tmp_path_factory.mktemp("gobbler")
+    staging, registry = base / "staging", base / "registry"
+    staging.mkdir()
+    registry.mkdir()
+    os.chmod(staging, 0o1777)
+    new, st, reg, url = gobbler.start_gobbler(staging=str(staging), registry=str(registry))
+    if PROJECT not in gobbler.list_projects(registry=reg):
+        gobbler.create_project(PROJECT, staging=st, url=url)
+    yield Gobbler(st, reg, url)
+    if new:
+        gobbler.stop_gobbler()
+
+
+@pytest.fixture
+def proxy(gob):
+    p = CountingProxy(gob.url)
+    yield p
+    p.close()
+
+
+def _publish(gob: Gobbler, tmp: Path, asset: str, version: str = "v1", name: str = "Data",
+             files: Dict[str, bytes] = SAMPLE, **kw) -> Tuple[Path, dict]:
+    """Publish a sample folder and bind it; returns (toml, result)."""
+    src = make_sample(tmp / f"src-{asset}-{version}", files)
+    toml = kw.pop("toml", tmp / "Artifacts.toml")
+    return toml, artifacts_py.publish_artifact(toml, name, src, project=PROJECT, asset=asset,
+                                               version=version, url=gob.url, **kw)
+
+
+def _bind(toml: Path, name: str, tree: str, asset: str, version: str = "v1", **source) -> None:
+    """Bind ``name`` to a Gobbler version with exactly the given url/registry/mirrors."""
+    download = source.pop("download", None)
+    table = {"project": PROJECT, "asset": asset, "version": version, **source}
+    bind_artifact(toml, name, tree, gobbler=table, download=download, force=True)
+
+
+def _use_depot(monkeypatch, path: Path) -> Path:
+    monkeypatch.setenv("ARTIFACTS_PY_DEPOT_PATH", str(path))
+    return path
+
+
+def _snapshot(root: Path) -> Dict[str, bytes]:
+    """Relative path -> content of every file; directories end in '/'."""
+    out: Dict[str, bytes] = {}
+    for dirpath, dirs, files in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        if not dirs and not files:
+            out[rel + "/"] = b""
+        for f in files:
+            p = Path(dirpath, f)
+            assert not p.is_symlink(), f"{p} should be a regular file"
+            out[os.path.normpath(os.path.join(rel, f))] = p.read_bytes()
+    return out
+
+
+def _installed(depot: Path) -> List[str]:
+    """Everything in the depot's artifacts/ folder: trees, and leftover temp dirs/downloads."""
+    d = depot / "artifacts"
+    return sorted(os.listdir(d)) if d.is_dir() else []
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def _cli(*argv: str, capsys) -> Tuple[int, str, str]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# ------------------------------------------------------------------ resolution
+
+def test_rest_and_mounted_registry_give_the_same_verified_tree(gob, proxy, tmp_path, monkeypatch):
+    toml, pub = _publish(gob, tmp_path, "same")
+    tree = pub["git_tree_sha1"]
+    monkeypatch.setenv("ARTIFACTS_PY_GOBBLER_URL", proxy.url)
+
+    # Over REST (the bound registry is "not mounted here"): every file fetched once.
+    monkeypatch.setenv("ARTIFACTS_PY_GOBBLER_REGISTRY", str(tmp_path / "not-mounted"))
+    _use_depot(monkeypatch, tmp_path / "d-rest")
+    rest = artifacts_py.artifact("Data", toml)
+    manifest = json.loads(Path(gob.registry, PROJECT, "same", "v1", "..manifest").read_text())
+    files = [p for p, e in manifest.items() if e["md5sum"]]
+    assert all(proxy.counts[f"/fetch/{PROJECT}/same/v1/{quote(p)}"] == 1 for p in files)
+    assert proxy.fetches() == len(files) + 1  # + the manifest
+
+    # From the mounted registry: not one HTTP request.
+    monkeypatch.setenv("ARTIFACTS_PY_GOBBLER_REGISTRY", gob.registry)
+    _use_depot(monkeypatch, tmp_path / "d-mounted")
+    before = sum(proxy.counts.values())
+    mounted = artifacts_py.artifact("Data", toml)
+    assert sum(proxy.counts.values()) == before
+    monkeypatch.setenv("ARTIFACTS_PY_GOBBLER_URL", _dead_url())  # and with no server at all
+    _use_depot(monkeypatch, tmp_path / "d-dead")
+    assert artifacts_py.artifact("Data", toml).name == tree
+
+    assert rest.name == mounted.name == tree
+    assert compute_git_tree_sha1(rest) == compute_git_tree_sha1(mounted) == tree
+    snap = _snapshot(rest)
+    assert snap == _snapshot(mounted)
+    # The Gobbler view: link resolved to its content, dot file skipped, empty dir kept.
+    assert snap["sub/link.csv"] == SAMPLE["matrix.csv"]
+    assert ".hidden" not in snap and "emptydir/" in snap
+    assert {k: v for k, v in snap.items() if not k.endswith("/") and k != "sub/link.csv"} == SAMPLE
+
+
+def test_rest_retries_a_failed_file_and_resumes_a_broken_one(gob, proxy, tmp_path):
+    _, pub = _publish(gob, tmp_path, "flaky", toml=tmp_path / "pub.toml")
+    toml = tmp_path / "Artifacts.toml"
+    _bind(toml, "Flaky", pub["git_tree_sha1"], "flaky", url=proxy.url)
+    base = f"/fetch/{PROJECT}/flaky/v1/"
+    proxy.faults[base + "matrix.csv"] = "503"
+    proxy.faults[base + "big.bin"] = "truncate"
+    path = artifacts_py.artifact("Flaky", toml)
+    assert core.verify_artifact(path.name) and (path / "big.bin").read_bytes() == SAMPLE["big.bin"]
+    assert proxy.counts[base + "matrix.csv"] == 2
+    assert proxy.ranges == [(base + "big.bin", f"bytes={len(SAMPLE['big.bin']) // 2}-")]
+
+
+def test_rest_downloads_in_parallel_on_a_bounded_pool_of_kept_alive_connections(gob, proxy,
+                                                                               tmp_path):
+    from artifacts_py.gobbler_source import WORKERS
+
+    files = {f"part/{i:03d}.txt": f"file {i}\n".encode() for i in range(5 * WORKERS)}
+    _, pub = _publish(gob, tmp_path, "many", files=files, toml=tmp_path / "pub.toml")
+    toml = tmp_path / "Artifacts.toml"
+    _bind(toml, "Many", pub["git_tree_sha1"], "many", url=proxy.url)
+    proxy.hold(WORKERS)  # proves WORKERS files are in flight at once
+    path = artifacts_py.artifact("Many", toml)
+    assert path.name == pub["git_tree_sha1"] and proxy.fetches() == len(files) + 1
+    assert not proxy.gate.broken and proxy.in_flight_max == WORKERS
+    assert proxy.connections <= WORKERS + 1  # one session per worker + the manifest's
+
+
+def test_changed_registry_file_falls_through_to_the_tarball_mirror(gob, tmp_path, monkeypatch):
+    archive = tmp_path / "tamper.tar.gz"
+    toml, pub = _publish(gob, tmp_path, "tamper", archive=str(archive))
+    tree = pub["git_tree_sha1"]
+    target = Path(gob.registry, PROJECT, "tamper", "v1", "big.bin")
+    os.chmod(target, 0o644)
+    data = target.read_bytes()
+    target.write_bytes(data[:1000] + bytes([data[1000] ^ 1]) + data[1001:])  # same size
+
+    # Registry and REST both serve the changed bytes: both name the file; nothing installed.
+    only_gobbler = tmp_path / "g.toml"
+    _bind(only_gobbler, "T", tree, "tamper", url=gob.url, registry=gob.registry)
+    with pytest.raises(InstallError) as e:
+        artifacts_py.artifact("T", only_gobbler)
+    msg = str(e.value)
+    assert msg.count("big.bin") >= 2 and "..manifest" in msg
+    assert f"gobbler registry {gob.registry}" in msg and f"gobbler {gob.url}" in msg
+    assert _installed(Path(os.environ["ARTIFACTS_PY_DEPOT_PATH"])) == []  # no tree, no temp dir
+
+    # With the mirror that publish --archive wrote, the third source succeeds.
+    path = artifacts_py.artifact("Data", toml)
+    assert path.name == tree and core.verify_artifact(tree)
+    assert (path / "big.bin").read_bytes() == SAMPLE["big.bin"]
+
+
+def test_version_replaced_under_the_same_name_fails_the_tree_hash(gob, tmp_path):
+    toml, pub = _publish(gob, tmp_path, "replaced")
+    gobbler.remove_version(PROJECT, "replaced", "v1", gob.staging, gob.url)
+    other = make_sample(tmp_path / "other", {"matrix.csv": b"different\n"})
+    gobbler.upload_directory(PROJECT, "replaced", "v1", str(other), gob.staging, gob.url)
+
+    with pytest.raises(InstallError) as e:
+        artifacts_py.artifact("Data", toml)
+    msg = str(e.value)
+    assert msg.count("tree hash mismatch") == 2 and pub["git_tree_sha1"] in msg
+    assert _installed(Path(os.environ["ARTIFACTS_PY_DEPOT_PATH"])) == []
+
+
+def test_eight_processes_download_a_missing_artifact_once(gob, proxy, tmp_path):
+    _, pub = _publish(gob, tmp_path, "race", toml=tmp_path / "pub.toml")
+    toml = tmp_path / "Artifacts.toml"
+    _bind(toml, "Race", pub["git_tree_sha1"], "race", url=proxy.url)  # REST only
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(8), ctx.Queue()
+    procs = [ctx.Process(target=resolve_worker, args=("Race", str(toml), barrier, results))
+             for _ in range(8)]
+    for p in procs:
+        p.start()
+    got = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert {err for _, err in got} == {None}
+    assert {path for path, _ in got} == {str(Path(os.environ["ARTIFACTS_PY_DEPOT_PATH"],
+                                                  "artifacts", pub["git_tree_sha1"]))}
+    # Every file and the manifest were fetched once, by one of the eight.
+    assert proxy.fetches() == len(SAMPLE) + 2 and set(proxy.counts.values()) == {1}
+
+
+def test_offline_uses_the_mounted_registry_and_refuses_rest(gob, proxy, tmp_path, monkeypatch):
+    toml, pub = _publish(gob, tmp_path, "offline")
+    monkeypatch.setenv("ARTIFACTS_PY_OFFLINE", "1")
+    assert artifacts_py.artifact("Data", toml).name == pub["git_tree_sha1"]
+
+    _use_depot(monkeypatch, tmp_path / "d2")
+    monkeypatch.setenv("ARTIFACTS_PY_GOBBLER_REGISTRY", str(tmp_path / "not-mounted"))
+    with pytest.raises(InstallError) as e:
+        artifacts_py.artifact("Data", toml)
+    assert "ARTIFACTS_PY_OFFLINE" in str(e.value) and "not mounted" in str(e.value)
+    with pytest.raises(OfflineError, match="ARTIFACTS_PY_OFFLINE"):
+        pin_version(PROJECT, "offline", url=proxy.url)  # not even to ask for ..latest
+    assert _installed(tmp_path / "d2") == [] and not proxy.counts
+
+
+def test_a_lying_manifest_is_refused_before_anything_is_fetched(gob, proxy, tmp_path):
+    md5 = hashlib.md5(b"x\n").hexdigest()
+    lies = [({"ok.txt": {"size": 2, "md5sum": md5}, bad: {"size": 2, "md5sum": md5}},
+             "not a plain relative path")
+            for bad in ("../escape.txt", "/tmp/escape.txt", "a/../../escape.txt", "a//b")]
+    lies += [({"x.txt": entry}, "malformed") for entry in
+             ({"size": 2}, {"size": "2", "md5sum": md5}, {"size": -1, "md5sum": md5},
+              {"size": 2, "md5sum": "not-hex"}, "x")]
+    toml = tmp_path / "Artifacts.toml"
+    _bind(toml, "Lie", "0" * 40, "lie", url=proxy.url)
+    for manifest, why in lies:
+        proxy.overrides[f"/fetch/{PROJECT}/lie/v1/..manifest"] = json.dumps(manifest).encode()
+        with pytest.raises(InstallError, match=why):
+            artifacts_py.artifact("Lie", toml)
+    depot_dir = Path(os.environ["ARTIFACTS_PY_DEPOT_PATH"])
+    assert _installed(depot_dir) == [] and not (depot_dir / "escape.txt").exists()
+    assert proxy.fetches() == len(lies)  # only the manifests
+
+
+def _stderr_on_a_terminal(argv: List[str], env: Dict[str, str]) -> Tuple[int, str]:
+    """Run ``argv`` with stderr on a pseudo-terminal (80x24); returns (rc, what it showed)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    chunks = []
+    try:
+        proc = subprocess.Popen(argv, stderr=slave, stdout=subprocess.DEVNULL, env=env)
+        os.close(slave)
+        while True:  # read while it runs, so a full pty buffer cannot block it
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        rc = proc.wait(60)
+    finally:
+        os.close(master)
+    return rc, b"".join(chunks).decode(errors="replace")
+
+
+def test_one_progress_bar_for_the_artifact_on_a_terminal(gob, tmp_path):
+    toml, _ = _publish(gob, tmp_path, "bar")
+    env = {**os.environ, "ARTIFACTS_PY_DEPOT_PATH": str(tmp_path / "d"),
+           "ARTIFACTS_PY_GOBBLER_REGISTRY": str(tmp_path / "not-mounted")}
+    argv = [sys.executable, "-m", "artifacts_py.cli", "fetch", "--toml", str(toml)]
+    rc, shown = _stderr_on_a_terminal(argv, env)
+    assert rc == 0, shown
+    # Every drawing is of one bar, named after the version, counting the whole artifact.
+    bars = set(re.findall(r"(\S+): +\d+%\|[^|]*\| *\S+/(\S+) \[", shown))
+    assert bars == {(f"{PROJECT}/bar/v1", "1.00M")}, shown
+    # Not a terminal: no bar at all.
+    env["ARTIFACTS_PY_DEPOT_PATH"] = str(tmp_path / "d2")
+    quiet = subprocess.run(argv, capture_output=True, env=env, timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == b""
+
+
+# ------------------------------------------------------------------------- add
+
+def test_cli_add_pins_latest_then_needs_force(gob, tmp_path, capsys):
+    for version, text in (("v1", b"one\n"), ("v2", b"two\n")):
+        d = make_sample(tmp_path / version, {"x.txt": text})
+        gobbler.upload_directory(PROJECT, "adds", version, str(d), gob.staging, gob.url)
+    toml = tmp_path / "Artifacts.toml"
+
+    rc, out, err = _cli("add", "X", f"{PROJECT}/adds", "--url", gob.url, "--toml", str(toml),
+                        "-q", capsys=capsys)
+    assert rc == 0, err
+    entry = load_file(toml).entry("X")
+    assert entry.gobbler.version == "v2" and "v2" in out
+    installed = depot.find_installed(entry.git_tree_sha1)  # add installed it
+    assert installed is not None and (installed / "x.txt").read_bytes() == b"two\n"
+
+    rc, out, err = _cli("add", "X", f"{PROJECT}/adds@v2", "--url", gob.url, "--toml", str(toml),
+                        "-q", capsys=capsys)
+    assert rc == 0 and "nothing to change" in out, err
+
+    before = toml.read_bytes()
+    rc, out, err = _cli("add", "X", f"{PROJECT}/adds@v1", "--registry", gob.registry,
+                        "--toml", str(toml), "-q", capsys=capsys)
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert "--force" in err and "v1" in err and entry.git_tree_sha1 in err
+    assert toml.read_bytes() == before
+
+    rc, out, err = _cli("add", "X", f"{PROJECT}/adds@v1", "--registry", gob.registry,
+                        "--toml", str(toml), "-q", "--force", capsys=capsys)
+    assert rc == 0, err
+    assert load_file(toml).entry("X").gobbler.version == "v1"
+
+
+@pytest.mark.parametrize("via", ["url", "registry"])
+def test_cli_add_names_what_is_missing(gob, tmp_path, capsys, via):
+    d = make_sample(tmp_path / "m", {"x.txt": b"m\n"})
+    present = f"present-{via}"
+    gobbler.upload_directory(PROJECT, present, "v1", str(d), gob.staging, gob.url)
+    where = ["--url", gob.url] if via == "url" else ["--registry", gob.registry]
+    toml = tmp_path / "Artifacts.toml"
+    for coords, expected in ((f"nosuch/{present}", "project 'nosuch'"),
+                             (f"{PROJECT}/nosuch", "asset 'nosuch'"),
+                             (f"{PROJECT}/nosuch@v1", "asset 'nosuch'"),
+                             (f"{PROJECT}/{present}@v9", "version 'v9'")):
+        rc, _out, err = _cli("add", "M", coords, *where, "--toml", str(toml), "-q", capsys=capsys)
+        assert rc == 1 and len(err.strip().splitlines()) == 1, err
+        assert expected in err and "does not exist" in err, err
+    assert not toml.exists()
+
+
+# --------------------------------------------------------------------- publish
+
+def test_cli_publish_with_archive_binds_and_the_mirror_alone_installs(gob, tmp_path, capsys):
+    src = make_sample(tmp_path / "src")
+    toml, archive = tmp_path / "Artifacts.toml", tmp_path / "out" / "pub.tar.gz"
+    archive.parent.mkdir()
+    toml.write_text("# my artifacts\n")
+    rc, out, err = _cli("publish", "Pub", str(src), "--project", PROJECT, "--asset", "pub",
+                        "--version", "v1", "--url", gob.url, "--probation", "--archive",
+                        str(archive), "--toml", str(toml), "--json", capsys=capsys)
+    assert rc == 0, err
+    result = json.loads(out)
+    entry = load_file(toml).entry("Pub")
+    assert toml.read_text().startswith("# my artifacts\n")
+    assert entry.git_tree_sha1 == result["git_tree_sha1"]
+    assert (entry.gobbler.registry, entry.gobbler.url) == (gob.registry, gob.url)  # from /info
+    assert gobbler.fetch_summary(PROJECT, "pub", "v1", registry=gob.registry)["on_probation"]
+    [mirror] = entry.downloads
+    assert mirror.url == archive.as_uri()
+    assert mirror.sha256 == hashlib.sha256(archive.read_bytes()).hexdigest()
+
+    # The tarball alone installs the same tree hash.
+    mirror_only = tmp_path / "mirror.toml"
+    bind_artifact(mirror_only, "Pub", entry.git_tree_sha1, mirror.url, mirror.sha256)
+    path = artifacts_py.artifact("Pub", mirror_only)
+    assert path.name == entry.git_tree_sha1 and core.verify_artifact(path.name)
+    assert (path / "sub/link.csv").read_bytes() == SAMPLE["matrix.csv"]
+    # Deterministic: publishing the same view again gives the same bytes.
+    again = tmp_path / "again.tar.gz"
+    artifacts_py.publish_artifact(tmp_path / "t2.toml", "Pub", src, project=PROJECT, asset="pub",
+                                  version="v2", url=gob.url, archive=str(again))
+    assert again.read_bytes() == archive.read_bytes()
+
+
+def test_publishing_a_clone_uploads_only_the_changed_file(gob, tmp_path):
+    toml, v1 = _publish(gob, tmp_path, "clone")
+    clone = tmp_path / "clone"
+    gobbler.clone_version(PROJECT, "clone", "v1", str(clone), registry=gob.registry)
+    (clone / "matrix.csv").unlink()
+    (clone / "matrix.csv").write_bytes(b"gene,c1,c2\nA,9,9\nB,3,7\n")
+    v2 = artifacts_py.publish_artifact(toml, "Data2", clone, project=PROJECT, asset="clone",
+                                       version="v2", url=gob.url)
+
+    manifest = gobbler.fetch_manifest(PROJECT, "clone", "v2", registry=gob.registry)
+    files = {p: e for p, e in manifest.items() if e["md5sum"]}
+    assert "link" not in files.pop("matrix.csv")
+    assert files and all(e["link"]["version"] == "v1" for e in files.values())
+    vdir = Path(gob.registry, PROJECT, "clone", "v2")
+    assert not (vdir / "matrix.csv").is_symlink()
+    assert all((vdir / p).is_symlink() for p in files)
+    assert v2["git_tree_sha1"] != v1["git_tree_sha1"]
+    path = artifacts_py.artifact("Data2", toml)
+    assert path.name == v2["git_tree_sha1"] and core.verify_artifact(path.name)
+    assert (path / "big.bin").read_bytes() == SAMPLE["big.bin"]
+
+
+def test_failed_publish_leaves_the_toml_untouched_and_says_if_the_version_exists(gob, tmp_path,
+                                                                                   capsys):
+    toml, _ = _publish(gob, tmp_path, "fail")
+    toml.write_text("# keep me\n" + toml.read_text())
+    before = toml.read_bytes()
+    src = make_sample(tmp_path / "new", {"a.txt": b"a\n"})
+
+    with pytest.raises(GobblerError) as e:
+        artifacts_py.publish_artifact(toml, "New", src, project="nosuch", asset="a",
+                                      version="v1", url=gob.url)
+    assert "does not exist in the registry" in str(e.value) and str(toml) in str(e.value)
+    assert toml.read_bytes() == before
+
+    # The version exists already (from the first publish): refused, and said so.
+    rc, _out, err = _cli("publish", "New", str(src), "--project", PROJECT, "--asset", "fail",
+                         "--version", "v1", "--url", gob.url, "--toml", str(toml), capsys=capsys)
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    assert f"The version {PROJECT}/fail/v1 exists in the registry" in err and "not changed" in err
+    assert toml.read_bytes() == before
+    assert "New" not in load_file(toml)
+
+
+def test_pin_latest_of_an_asset_with_no_latest_version_says_so(gob, tmp_path):
+    src = make_sample(tmp_path / "p", {"a.txt": b"a\n"})
+    gobbler.upload_directory(PROJECT, "probation-only", "v1", str(src), gob.staging, gob.url,
+                             probation=True)
+    for where in ({"url": gob.url}, {"registry": gob.registry}):
+        with pytest.raises(GobblerNotFoundError, match="has no latest version"):
+            pin_version(PROJECT, "probation-only", **where)
+
+
+def test_publish_check_names_files_the_manifest_disagrees_with(gob, tmp_path):
+    from artifacts_py.gobbler_source import _check_uploaded, gobbler_view, hash_view
+    from artifacts_py.tomlmodel import GobblerSource
+
+    _, pub = _publish(gob, tmp_path, "check")
+    src = tmp_path / "src-check-v1"
+    _, sums = hash_view(gobbler_view(src))
+    for g in (GobblerSource(PROJECT, "check", "v1", gob.url, gob.registry),  # mounted
+              GobblerSource(PROJECT, "check", "v1", gob.url, None)):  # over REST
+        _check_uploaded(g, sums, src)  # what was uploaded agrees
+        with pytest.raises(HashMismatchError, match="matrix.csv"):
+            _check_uploaded(g, {**sums, "matrix.csv": (sums["matrix.csv"][0], "0" * 32)}, src)
+        with pytest.raises(HashMismatchError, match="1 unexpected"):
+            _check_uploaded(g, {k: v for k, v in sums.items() if k != "big.bin"}, src)
+
+
+@pytest.mark.parametrize("kernel", ["works", "refuses", "stops-early"])
+def test_registry_copy_falls_back_to_a_buffered_copy(tmp_path, monkeypatch, kernel):
+    import errno
+
+    from artifacts_py.gobbler_source import _copy_and_hash
+
+    data = SAMPLE["big.bin"] * 3
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    if kernel == "refuses":
+        def refuse(*_a):
+            raise OSError(errno.EXDEV, "cross-device")
+        monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+        monkeypatch.setattr(os, "sendfile", refuse)
+    elif kernel == "stops-early":  # as some FUSE/network filesystems do
+        monkeypatch.setattr(os, "copy_file_range", lambda *_a: 0, raising=False)
+    n, md5, sha = _copy_and_hash(src, tmp_path / "out" / "dst.bin", len(data))
+    assert (tmp_path / "out" / "dst.bin").read_bytes() == data and n == len(data)
+    assert md5 == hashlib.md5(data).hexdigest()
+    assert sha == hashlib.sha1(b"blob %d\0" % len(data) + data).digest()
+
+
+def test_archive_of_a_plain_folder_matches_the_view(gob, tmp_path):
+    # No links, exec bits or dot files: the folder is packed as is, same hash as published.
+    archive = tmp_path / "plain.tar.gz"
+    toml, pub = _publish(gob, tmp_path, "plain", files={"a.txt": b"a\n", "d/b.txt": b"b\n"},
+                         archive=str(archive))
+    mirror = load_file(toml).entry("Data").downloads[0]
+    only = tmp_path / "mirror.toml"
+    bind_artifact(only, "P", pub["git_tree_sha1"], mirror.url, mirror.sha256)
+    assert artifacts_py.artifact("P", only).name == pub["git_tree_sha1"]
