@@ -13,16 +13,17 @@ from typing import Any, Dict, Optional, Union
 
 from . import depot
 from .errors import ArtifactError
+from .gobbler_source import publish as publish_artifact  # upload a folder to Gobbler and bind it
 from .treehash import compute_git_tree_sha1
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-_SUFFIX = {"gz": ".tar.gz", "gzip": ".tar.gz", "bz2": ".tar.bz2", "bzip2": ".tar.bz2",
-           "xz": ".tar.xz", "zst": ".tar.zst", "zstd": ".tar.zst", "none": ".tar", "tar": ".tar"}
+# None is fetch-artifacts' spelling of "no compression".
+_COMPRESSIONS = ("gz", "gzip", "bz2", "bzip2", "xz", "zst", "zstd", "none", "tar", None)
 
 
 def create_artifact(directory: PathLike, archive_path: Optional[PathLike] = None,
-                    compression: str = "gz") -> Dict[str, str]:
+                    compression: Optional[str] = "gz") -> Dict[str, str]:
     """Hash a folder as an artifact and, with ``archive_path``, pack it.
 
     Returns ``{"git_tree_sha1": ...}`` plus, with an archive, ``"sha256"`` and
@@ -32,13 +33,13 @@ def create_artifact(directory: PathLike, archive_path: Optional[PathLike] = None
     directory = Path(directory)
     if not directory.is_dir():
         raise NotADirectoryError(f"{directory}: not a directory; create_artifact packs a folder")
-    if compression not in _SUFFIX:
+    if compression not in _COMPRESSIONS:
         raise ValueError(f"unknown compression {compression!r}; use one of gz, bz2, xz, zst, none")
     result = {"git_tree_sha1": compute_git_tree_sha1(directory)}
     if archive_path is not None:
         from .archives import create_archive
 
-        result["sha256"] = create_archive(directory, archive_path, compression)
+        result["sha256"] = create_archive(directory, archive_path, compression or "none")
         result["archive_path"] = str(archive_path)
     return result
 
@@ -144,11 +145,7 @@ def add_artifact(toml_path: PathLike, name: str, tarball_url: Optional[str] = No
     return {k: info[k] for k in ("git_tree_sha1", "sha256", "url", "path")}
 
 
-def publish_artifact(*args: Any, **kwargs: Any) -> Dict[str, Any]:
-    """Upload a folder to Gobbler and bind it; see :func:`artifacts_py.gobbler_source.publish`."""
-    from .gobbler_source import publish
 
-    return publish(*args, **kwargs)
 
 
 __all__ = ["create_artifact", "add_artifact", "query_artifact_info", "publish_artifact",
