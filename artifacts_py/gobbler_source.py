@@ -29,7 +29,7 @@ from urllib.parse import quote
 from .errors import (ArtifactError, GobblerError, GobblerNotFoundError, HashMismatchError)
 from .sources import Source
 from .tomlmodel import ArtifactEntry, GobblerSource
-from .treehash import MODE_FILE, TreeBuilder, blob_header
+from .treehash import MODE_FILE, TreeBuilder, blob_hasher, hash_file
 
 CHUNK = 1 << 20
 WORKERS = 8
@@ -254,19 +254,8 @@ def _copy_and_hash(src: Path, dst: Path, size: int) -> Tuple[int, str, bytes]:
     dst.parent.mkdir(parents=True, exist_ok=True)
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         _kernel_copy(fin.fileno(), fout.fileno(), size)
-    md5 = hashlib.md5()
-    sha = hashlib.sha1(blob_header(os.path.getsize(dst)))
-    n = 0
-    with open(dst, "rb", buffering=0) as f:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while True:
-            k = f.readinto(buf)
-            if not k:
-                break
-            md5.update(view[:k])
-            sha.update(view[:k])
-            n += k
+    md5, sha = hashlib.md5(), blob_hasher(os.path.getsize(dst))
+    n = hash_file(dst, md5, sha)
     return n, md5.hexdigest(), sha.digest()
 
 
@@ -408,7 +397,7 @@ def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
             dst = _target(tmp, rel)
             dst.parent.mkdir(parents=True, exist_ok=True)
             got = download(_fetch_url(url, g, rel), dst, session=_session(), progress=False,
-                           hashers=(hashlib.md5, lambda: hashlib.sha1(blob_header(size))))
+                           hashers=(hashlib.md5, lambda: blob_hasher(size)))
             md5_obj, sha_obj = got.digests
             _check(rel, size, md5, got.size, md5_obj.hexdigest(), where)
             bar.update(got.size, True)
@@ -522,17 +511,8 @@ def hash_view(view: Dict[str, Tuple[Path, int]]) -> Tuple[str, Dict[str, Tuple[i
     """Tree hash of a Gobbler view, plus (size, md5) per path for checking the manifest."""
     def one(rel: str) -> Tuple[str, bytes]:
         path, _size = view[rel]
-        md5 = hashlib.md5()
-        data_len = os.path.getsize(path)
-        sha = hashlib.sha1(blob_header(data_len))
-        with open(path, "rb", buffering=0) as f:
-            while True:
-                chunk = f.read(CHUNK)
-                if not chunk:
-                    break
-                md5.update(chunk)
-                sha.update(chunk)
-        sums[rel] = (data_len, md5.hexdigest())
+        md5, sha = hashlib.md5(), blob_hasher(os.path.getsize(path))
+        sums[rel] = (hash_file(path, md5, sha), md5.hexdigest())
         return rel, sha.digest()
 
     sums: Dict[str, Tuple[int, str]] = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Dict, Iterable, Tuple, Union
+from typing import Any, Dict, Iterable, Tuple, Union
 
 MODE_FILE = b"100644"
 MODE_EXEC = b"100755"
@@ -45,22 +45,36 @@ def blob_sha1(data: bytes) -> bytes:
     return h.digest()
 
 
-def file_blob_sha1(path: PathLike, size: int) -> bytes:
-    """Raw git blob hash of a regular file of known ``size``."""
+def hash_file(path: PathLike, *hashes: Any) -> int:
+    """Read ``path`` once, feeding every hash object; return the bytes read."""
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                return total
+            total += n
+            for h in hashes:
+                h.update(view[:n])
+
+
+def blob_hasher(size: int) -> Any:
+    """A sha1 object primed with the git blob header for ``size`` bytes."""
     from hashlib import sha1
 
-    h = sha1(blob_header(size))
-    with open(path, "rb", buffering=0) as f:
-        if size <= _WHOLE_READ_LIMIT:
+    return sha1(blob_header(size))
+
+
+def file_blob_sha1(path: PathLike, size: int) -> bytes:
+    """Raw git blob hash of a regular file of known ``size``."""
+    h = blob_hasher(size)
+    if size <= _WHOLE_READ_LIMIT:  # one read beats a chunk loop for the many-small-files case
+        with open(path, "rb", buffering=0) as f:
             h.update(f.read())
-        else:
-            buf = bytearray(_CHUNK)
-            view = memoryview(buf)
-            while True:
-                n = f.readinto(buf)
-                if not n:
-                    break
-                h.update(view[:n])
+    else:
+        hash_file(path, h)
     return h.digest()
 
 
@@ -180,14 +194,7 @@ def compute_sha256(path: PathLike) -> str:
     from hashlib import sha256
 
     h = sha256()
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(_CHUNK)
-        view = memoryview(buf)
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
+    hash_file(path, h)
     return h.hexdigest()
 
 
@@ -202,5 +209,5 @@ def is_sha256_hex(s: object) -> bool:
 
 
 __all__ = ["TreeBuilder", "compute_git_tree_sha1", "compute_sha256", "blob_sha1",
-           "file_blob_sha1", "blob_header", "mode_for", "iter_tree", "EMPTY_TREE",
+           "file_blob_sha1", "blob_header", "hash_file", "blob_hasher", "mode_for", "iter_tree", "EMPTY_TREE",
            "MODE_FILE", "MODE_EXEC", "MODE_LINK", "MODE_TREE", "is_sha1_hex", "is_sha256_hex"]
