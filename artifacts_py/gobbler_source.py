@@ -299,23 +299,18 @@ def _copy_range(fin: int, fout: int) -> int:
         done += n
 
 
-def fill_from_registry(registry: str, g: GobblerSource, tmp: Path, *,
-                       progress: Optional[bool] = None) -> str:
-    """Copy a version out of a mounted registry into ``tmp``; return its tree hash."""
-    manifest = read_local_manifest(registry, g)
-    vdir = _version_dir(registry, g)
-    where = f"{registry}/{g.coordinates}"
+def _fill(tmp: Path, manifest: Manifest, where: str, label: str, progress: Optional[bool],
+          fetch: Callable[[str, int], Tuple[int, str, bytes]]) -> str:
+    """Fetch every file of a manifest in parallel, checking each, and hash the tree.
+
+    ``fetch(rel, size)`` writes ``tmp/rel`` and returns (bytes, md5 hex, raw blob sha1).
+    """
     files, empty_dirs = _plan(manifest, where)
-    bar = _Bar(sum(s for _, s, _ in files), len(files), g.coordinates, progress)
+    bar = _Bar(sum(s for _, s, _ in files), len(files), label, progress)
 
     def one(rel: str, size: int, md5: str) -> Callable[[], Tuple[str, bytes]]:
         def task() -> Tuple[str, bytes]:
-            src = _target(vdir, rel)
-            try:
-                n, got_md5, sha = _copy_and_hash(src, _target(tmp, rel), size)
-            except FileNotFoundError:
-                raise GobblerError(f"{where}/{rel}: listed in ..manifest but missing "
-                                   "(or a broken link) in the registry") from None
+            n, got_md5, sha = fetch(rel, size)
             _check(rel, size, md5, n, got_md5, where)
             bar.update(n, True)
             return rel, sha
@@ -326,6 +321,23 @@ def fill_from_registry(registry: str, g: GobblerSource, tmp: Path, *,
     finally:
         bar.close()
     return _finish(tmp, empty_dirs, digests)
+
+
+def fill_from_registry(registry: str, g: GobblerSource, tmp: Path, *,
+                       progress: Optional[bool] = None) -> str:
+    """Copy a version out of a mounted registry into ``tmp``; return its tree hash."""
+    manifest = read_local_manifest(registry, g)
+    vdir = _version_dir(registry, g)
+    where = f"{registry}/{g.coordinates}"
+
+    def fetch(rel: str, size: int) -> Tuple[int, str, bytes]:
+        try:
+            return _copy_and_hash(_target(vdir, rel), _target(tmp, rel), size)
+        except FileNotFoundError:
+            raise GobblerError(f"{where}/{rel}: listed in ..manifest but missing "
+                               "(or a broken link) in the registry") from None
+
+    return _fill(tmp, manifest, where, g.coordinates, progress, fetch)
 
 
 # ------------------------------------------------------------------- REST API
@@ -389,26 +401,16 @@ def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
 
     manifest = fetch_remote_manifest(url, g)
     where = f"{url.rstrip('/')}/fetch/{g.coordinates}"
-    files, empty_dirs = _plan(manifest, where)
-    bar = _Bar(sum(s for _, s, _ in files), len(files), g.coordinates, progress)
 
-    def one(rel: str, size: int, md5: str) -> Callable[[], Tuple[str, bytes]]:
-        def task() -> Tuple[str, bytes]:
-            dst = _target(tmp, rel)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            got = download(_fetch_url(url, g, rel), dst, session=_session(), progress=False,
-                           hashers=(hashlib.md5, lambda: blob_hasher(size)))
-            md5_obj, sha_obj = got.digests
-            _check(rel, size, md5, got.size, md5_obj.hexdigest(), where)
-            bar.update(got.size, True)
-            return rel, sha_obj.digest()
-        return task
+    def fetch(rel: str, size: int) -> Tuple[int, str, bytes]:
+        dst = _target(tmp, rel)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        got = download(_fetch_url(url, g, rel), dst, session=_session(), progress=False,
+                       hashers=(hashlib.md5, lambda: blob_hasher(size)))
+        md5_obj, sha_obj = got.digests
+        return got.size, md5_obj.hexdigest(), sha_obj.digest()
 
-    try:
-        digests = _run_pool([one(*f) for f in files])
-    finally:
-        bar.close()
-    return _finish(tmp, empty_dirs, digests)
+    return _fill(tmp, manifest, where, g.coordinates, progress, fetch)
 
 
 # -------------------------------------------------------------------- pinning
