@@ -43,7 +43,7 @@ __all__ = ["DownloadResult", "offline", "make_session", "download", "CHUNK"]
 class DownloadResult:
     """What :func:`download` wrote: its sha256 hex, size, and extra hash objects."""
 
-    sha256: str
+    sha256: Optional[str]  # None when neither asked for nor checked
     size: int
     digests: List[Any] = field(default_factory=list)
 
@@ -85,14 +85,16 @@ def download(url: str, dest: Union[str, "os.PathLike[str]"], *, sha256: Optional
              session: Optional["requests.Session"] = None,
              timeout: Tuple[float, float] = (10.0, 60.0), attempts: int = 5,
              progress: Optional[bool] = None, desc: Optional[str] = None,
-             hashers: Optional[Sequence[Callable[[], Any]]] = None) -> DownloadResult:
+             hashers: Optional[Sequence[Callable[[], Any]]] = None,
+             compute_sha256: bool = True) -> DownloadResult:
     """Stream ``url`` (http, https or file) to ``dest`` and hash it on the way.
 
     ``hashers`` are zero-argument factories of extra hash objects (e.g.
     ``hashlib.md5``); they are re-created if the transfer has to restart, and
     the final objects are returned in ``DownloadResult.digests``. A body that
     breaks off is resumed (or restarted) up to ``attempts`` requests in all.
-    ``timeout`` is (connect, read) seconds. A progress bar goes to stderr when
+    ``compute_sha256=False`` skips the sha256 when no ``sha256`` is to be checked
+    (callers that verify with their own ``hashers``). ``timeout`` is (connect, read) seconds. A progress bar goes to stderr when
     ``progress`` is true, or when it is None and stderr is a terminal.
 
     Raises :class:`OfflineError` for network URLs when ``ARTIFACTS_PY_OFFLINE``
@@ -107,7 +109,8 @@ def download(url: str, dest: Union[str, "os.PathLike[str]"], *, sha256: Optional
                            "unset it to allow network access", url=url)
     try:
         with open(dest, "wb") as fh:
-            sink = _Sink(fh, hashers or (), _progress_bar(progress, desc or _basename(url)))
+            want = compute_sha256 or sha256 is not None
+            sink = _Sink(fh, hashers or (), _progress_bar(progress, desc or _basename(url)), want)
             try:
                 if is_file:
                     _copy_file(url, sink)
@@ -115,7 +118,7 @@ def download(url: str, dest: Union[str, "os.PathLike[str]"], *, sha256: Optional
                     _fetch(url, sink, session, timeout, max(1, attempts))
             finally:
                 sink.bar.close()
-        actual = sink.sha256.hexdigest()
+        actual = sink.sha256.hexdigest() if sink.sha256 is not None else None
         if sha256 is not None and actual != sha256.strip().lower():
             raise HashMismatchError(
                 f"{url}: sha256 mismatch: expected {sha256}, got {actual} ({sink.size} bytes); "
@@ -130,8 +133,10 @@ def download(url: str, dest: Union[str, "os.PathLike[str]"], *, sha256: Optional
 class _Sink:
     """The destination file plus its running hashes and progress bar."""
 
-    def __init__(self, fh: Any, factories: Sequence[Callable[[], Any]], bar: Any) -> None:
+    def __init__(self, fh: Any, factories: Sequence[Callable[[], Any]], bar: Any,
+                 with_sha256: bool = True) -> None:
         self.fh, self.factories, self.bar = fh, list(factories), bar
+        self.with_sha256 = with_sha256
         self.reset()
 
     def reset(self, total: Optional[int] = None) -> None:
@@ -139,15 +144,15 @@ class _Sink:
         if self.fh.tell():  # a fresh "wb" file is already empty
             self.fh.seek(0)
             self.fh.truncate()
-        self.sha256 = hashlib.sha256()
+        self.sha256 = hashlib.sha256() if self.with_sha256 else None
         self.extra = [make() for make in self.factories]
+        self.hashes = ([self.sha256] if self.sha256 is not None else []) + self.extra
         self.size = 0
         self.bar.reset(total=total)
 
     def write(self, chunk: bytes) -> None:
         self.fh.write(chunk)
-        self.sha256.update(chunk)
-        for h in self.extra:
+        for h in self.hashes:
             h.update(chunk)
         self.size += len(chunk)
         self.bar.update(len(chunk))

@@ -32,6 +32,7 @@ from .tomlmodel import ArtifactEntry, GobblerSource
 from .treehash import MODE_FILE, TreeBuilder, blob_hasher, hash_file
 
 CHUNK = 1 << 20
+SMALL_FILE = 1 << 20
 WORKERS = 8
 REGISTRY_ENV = "ARTIFACTS_PY_GOBBLER_REGISTRY"
 URL_ENV = "ARTIFACTS_PY_GOBBLER_URL"
@@ -251,7 +252,14 @@ def _copy_and_hash(src: Path, dst: Path, size: int) -> Tuple[int, str, bytes]:
     Hashing the destination checks the bytes we install, and reads them from
     the page cache the copy just filled.
     """
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    if size <= SMALL_FILE:  # one read, hash the buffer, one write: cheaper than a copy + re-read
+        with open(src, "rb") as fin:
+            data = fin.read()
+        with open(dst, "wb") as fout:
+            fout.write(data)
+        sha = blob_hasher(len(data))
+        sha.update(data)
+        return len(data), hashlib.md5(data).hexdigest(), sha.digest()
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         _kernel_copy(fin.fileno(), fout.fileno(), size)
     md5, sha = hashlib.md5(), blob_hasher(os.path.getsize(dst))
@@ -306,6 +314,8 @@ def _fill(tmp: Path, manifest: Manifest, where: str, label: str, progress: Optio
     ``fetch(rel, size)`` writes ``tmp/rel`` and returns (bytes, md5 hex, raw blob sha1).
     """
     files, empty_dirs = _plan(manifest, where)
+    for parent in sorted({os.path.dirname(rel) for rel, _, _ in files} - {""}):
+        _target(tmp, parent).mkdir(parents=True, exist_ok=True)  # once, not per file
     bar = _Bar(sum(s for _, s, _ in files), len(files), label, progress)
 
     def one(rel: str, size: int, md5: str) -> Callable[[], Tuple[str, bytes]]:
@@ -350,13 +360,21 @@ def _fetch_url(url: str, g: GobblerSource, rel: str) -> str:
 _local = threading.local()
 
 
-def _session():
-    """One keep-alive session per worker thread."""
+def _session(url: str):
+    """One keep-alive session per worker thread.
+
+    Proxies are resolved from the environment once per session rather than on
+    every request (requests' ``trust_env``), which is most of a small GET's cost.
+    """
     s = getattr(_local, "session", None)
     if s is None:
+        from requests.utils import get_environ_proxies
+
         from .download import make_session
 
         s = _local.session = make_session()
+        s.proxies.update(get_environ_proxies(url))
+        s.trust_env = False
     return s
 
 
@@ -378,7 +396,7 @@ def fetch_remote_manifest(url: str, g: GobblerSource) -> Manifest:
 
     target = _fetch_url(url, g, "..manifest")
     try:
-        r = _session().get(target, timeout=(10, 60))
+        r = _session(url).get(target, timeout=(10, 60))
     except requests.RequestException as e:
         raise GobblerError(f"{url}: cannot reach the Gobbler service ({type(e).__name__}: {e})",
                            url=url) from None
@@ -404,9 +422,8 @@ def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
 
     def fetch(rel: str, size: int) -> Tuple[int, str, bytes]:
         dst = _target(tmp, rel)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        got = download(_fetch_url(url, g, rel), dst, session=_session(), progress=False,
-                       hashers=(hashlib.md5, lambda: blob_hasher(size)))
+        got = download(_fetch_url(url, g, rel), dst, session=_session(url), progress=False,
+                       hashers=(hashlib.md5, lambda: blob_hasher(size)), compute_sha256=False)
         md5_obj, sha_obj = got.digests
         return got.size, md5_obj.hexdigest(), sha_obj.digest()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterable, Tuple, Union
 
@@ -45,12 +46,17 @@ def blob_sha1(data: bytes) -> bytes:
     return h.digest()
 
 
+_buffers = threading.local()
+
+
 def hash_file(path: PathLike, *hashes: Any) -> int:
     """Read ``path`` once, feeding every hash object; return the bytes read."""
     total = 0
+    buf = getattr(_buffers, "buf", None)
+    if buf is None:  # one read buffer per thread, not one per (small) file
+        buf = _buffers.buf = bytearray(_CHUNK)
+    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
-        buf = bytearray(_CHUNK)
-        view = memoryview(buf)
         while True:
             n = f.readinto(buf)
             if not n:

@@ -487,6 +487,7 @@ def test_registry_copy_falls_back_to_a_buffered_copy(tmp_path, monkeypatch, kern
         monkeypatch.setattr(os, "sendfile", refuse)
     elif kernel == "stops-early":  # as some FUSE/network filesystems do
         monkeypatch.setattr(os, "copy_file_range", lambda *_a: 0, raising=False)
+    (tmp_path / "out").mkdir()  # _fill creates parent folders up front
     n, md5, sha = _copy_and_hash(src, tmp_path / "out" / "dst.bin", len(data))
     assert (tmp_path / "out" / "dst.bin").read_bytes() == data and n == len(data)
     assert md5 == hashlib.md5(data).hexdigest()
