@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from pathlib import Path
 from typing import Any, Dict, Iterable, Tuple, Union
 
 MODE_FILE = b"100644"
