@@ -41,7 +41,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from common import free_port, wait_for_port  # benchmarks/common.py
 
 SMALL_SIZE = 16 * 1024
 TARGETS = {"small": 0.3, "large-1": 0.8, "large-8": 0.8}
@@ -154,26 +155,6 @@ def publish(url: str, staging: Path, n_small: int, large_size: int) -> dict[str,
 # --- nginx ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
-    """Poll until something accepts connections on ``port`` (or the process died)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"nginx exited with status {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nginx did not listen on port {port} within {timeout} s")
-
-
 def start_nginx(registry: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
     """Run nginx in the foreground serving ``registry`` at /fetch/; return (process, url)."""
     exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
@@ -181,14 +162,14 @@ def start_nginx(registry: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
     if exe is None:
         raise SystemExit("nginx not found: install it first (apt-get install -y nginx-light)")
     tmp.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     # As root, nginx workers would drop to 'nobody' and could not read a 0700 temp dir.
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = tmp / "nginx.conf"
     conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, registry=registry))
     proc = subprocess.Popen([exe, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _wait_for_port(port, proc)
+    wait_for_port(port, proc)
     return proc, f"http://127.0.0.1:{port}"
 
 

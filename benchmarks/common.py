@@ -128,7 +128,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Poll until something accepts connections on ``port`` (or the process died)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -153,7 +154,7 @@ def _nginx(root: Path, exe: str, tmp: Path) -> Iterator[str]:
         proc = subprocess.Popen([exe, "-p", str(tmp), "-e", str(tmp / "error.log"),
                                  "-c", str(conf)], stdout=sink, stderr=sink)
     try:
-        _wait_for_port(port, proc)
+        wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
