@@ -36,12 +36,11 @@ the bottleneck for small files.  Exit status is 1 if a target is missed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,40 +50,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from common import free_port, wait_for_port  # benchmarks/common.py
+from common import nginx  # benchmarks/common.py
 
 SMALL_SIZE = 16 * 1024
 TARGETS = {"small": 0.3, "large-1": 0.8, "large-8": 0.8}
 
-NGINX_CONF = """\
-{user}worker_processes 2;
-daemon off;
-master_process on;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_timeout 65;
-    keepalive_requests 1000000;
-    client_body_temp_path {tmp}/client_body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        location /fetch/ {{
-            alias {registry}/;
-            disable_symlinks off;
-        }}
-    }}
-}}
-"""
 
 
 @dataclass
@@ -153,34 +123,6 @@ def publish(url: str, staging: Path, n_small: int, large_size: int) -> dict[str,
 
 
 # --- nginx ---------------------------------------------------------------------------
-
-
-def start_nginx(registry: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
-    """Run nginx in the foreground serving ``registry`` at /fetch/; return (process, url)."""
-    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
-                                    else None)
-    if exe is None:
-        raise SystemExit("nginx not found: install it first (apt-get install -y nginx-light)")
-    tmp.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    # As root, nginx workers would drop to 'nobody' and could not read a 0700 temp dir.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, registry=registry))
-    proc = subprocess.Popen([exe, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for_port(port, proc)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def stop_nginx(proc: subprocess.Popen) -> None:
-    """Fast shutdown of the master and its workers."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # --- clients -------------------------------------------------------------------------
@@ -336,7 +278,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     staging, registry = work / "staging", work / "registry"
     staging.mkdir(mode=0o1777)
     registry.mkdir(mode=0o755)
-    nginx = None
+    stack = contextlib.ExitStack()
     try:
         new, _, _, ours = launch.start_gobbler(staging=str(staging), registry=str(registry),
                                                admin=[getpass.getuser()])
@@ -346,7 +288,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               flush=True)
         upload_s = publish(ours, staging, n_small, large_size)
         print("upload seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in upload_s.items()))
-        nginx, theirs = start_nginx(registry, work / "nginx")
+        theirs = stack.enter_context(nginx(registry, work / "nginx", prefix="/fetch/"))
         print(f"nginx {theirs}; client: {args.client}, {args.threads} threads,"
               f" best of {args.repeat}\n",
               flush=True)
@@ -357,8 +299,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                     jobs, threads)
             rows.append((name, r_ours, r_ngx))
     finally:
-        if nginx is not None:
-            stop_nginx(nginx)
+        stack.close()
         launch.stop_gobbler()
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

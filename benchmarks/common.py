@@ -100,13 +100,14 @@ daemon off;
 master_process on;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log warn;
-events {{ worker_connections 256; }}
+events {{ worker_connections 1024; }}
 http {{
     access_log off;
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;
     keepalive_timeout 65;
+    keepalive_requests 1000000;
     client_body_temp_path {tmp}/client_body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -115,7 +116,7 @@ http {{
     default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port};
-        location / {{ root {root}; }}
+        location {prefix} {{ alias {root}/; disable_symlinks off; }}
     }}
 }}
 """
@@ -142,14 +143,23 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> N
     raise SystemExit(f"nginx did not listen on port {port} within {timeout} s")
 
 
+def nginx_exe() -> Optional[str]:
+    """The nginx binary (Debian puts it in /usr/sbin), or None."""
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
 @contextlib.contextmanager
-def _nginx(root: Path, exe: str, tmp: Path) -> Iterator[str]:
+def nginx(root: Path, tmp: Path, prefix: str = "/") -> Iterator[str]:
+    """Run nginx in the foreground serving ``root`` at ``prefix``; yield its base URL."""
+    exe = nginx_exe()
+    if exe is None:
+        raise SystemExit("nginx not found: install it first (apt-get install -y nginx-light)")
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     # As root, workers would drop to 'nobody' and could not read our files.
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, root=root))
+    conf.write_text(NGINX_CONF.format(user=user, tmp=tmp, port=port, root=root, prefix=prefix))
     with open("/dev/null", "wb") as sink:
         proc = subprocess.Popen([exe, "-p", str(tmp), "-e", str(tmp / "error.log"),
                                  "-c", str(conf)], stdout=sink, stderr=sink)
@@ -190,9 +200,8 @@ def serve_directory(root: Path, scratch: Path) -> Iterator[Tuple[str, str]]:
     nginx (sendfile, never the bottleneck) when it is on PATH, else Python's
     threaded ``http.server``. ``scratch`` holds nginx's config and logs.
     """
-    exe = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if exe:
-        with _nginx(root, exe, scratch) as url:
+    if nginx_exe():
+        with nginx(root, scratch) as url:
             yield url, "nginx"
     else:
         with _threaded(root) as url:
