@@ -523,6 +523,16 @@ def _manifest_entry(manifest: Dict[str, Any], parts: Dict[str, Optional[str]],
     return entry
 
 
+def _in_registry(registry: Optional[str], path: str, check: Callable[[str], bool],
+                 what: str, problem: str) -> str:
+    """``registry/path`` in local mode, after ``check``; else GobblerNotFoundError."""
+    assert registry is not None
+    local = os.path.join(registry, *path.split("/"))
+    if not check(local):
+        raise GobblerNotFoundError(f"gobbler {what}: {local} {problem}")
+    return local
+
+
 def fetch_file(path: str, registry: Optional[str] = None, url: Optional[str] = None,
                cache: Optional[str] = None, force_remote: bool = False,
                overwrite: bool = False, verify: bool = True) -> str:
@@ -534,11 +544,7 @@ def fetch_file(path: str, registry: Optional[str] = None, url: Optional[str] = N
     """
     path = path.strip("/")
     if _is_local(registry, force_remote):
-        assert registry is not None
-        local = os.path.join(registry, *path.split("/"))
-        if not os.path.exists(local):
-            raise GobblerNotFoundError(f"gobbler fetch_file: {local} does not exist")
-        return local
+        return _in_registry(registry, path, os.path.exists, "fetch_file", "does not exist")
     base = _remote_base(url, registry)
     root = _cache_root(cache, base)
     target = os.path.join(root, "REGISTRY", *path.split("/"))
@@ -583,11 +589,7 @@ def fetch_directory(path: str, registry: Optional[str] = None, url: Optional[str
     """
     path = path.strip("/")
     if _is_local(registry, force_remote):
-        assert registry is not None
-        local = os.path.join(registry, *path.split("/"))
-        if not os.path.isdir(local):
-            raise GobblerNotFoundError(f"gobbler fetch_directory: {local} is not a directory")
-        return local
+        return _in_registry(registry, path, os.path.isdir, "fetch_directory", "is not a directory")
     base = _remote_base(url, registry)
     root = _cache_root(cache, base)
     final = os.path.join(root, "REGISTRY", *path.split("/"))
