@@ -126,7 +126,7 @@ def install_entry(entry: ArtifactEntry, *, progress: Optional[bool] = None) -> P
                 "skipped: ARTIFACTS_PY_OFFLINE is set and this source needs the network")))
             continue
         try:
-            return depot.install(entry.git_tree_sha1, source.fill,
+            return depot.install(entry.git_tree_sha1, source.fill, readonly=source.readonly,
                                  label=f"{entry.name!r} from {source.label}")
         except (ArtifactError, OSError, ValueError) as e:
             failures.append((source.label, e))

@@ -248,7 +248,8 @@ def is_overridden(tree_hash: str) -> bool:
 
 # ------------------------------------------------------------------- install
 
-def install(tree_hash: str, fill: Callable[[Path], Optional[str]], *, label: str = "") -> Path:
+def install(tree_hash: str, fill: Callable[[Path], Optional[str]], *, label: str = "",
+            readonly: bool = False) -> Path:
     """Install the tree ``tree_hash`` into the first depot, atomically.
 
     ``fill(tmpdir)`` writes the tree into an empty temp dir inside
@@ -256,6 +257,7 @@ def install(tree_hash: str, fill: Callable[[Path], Optional[str]], *, label: str
     (from a tar stream or from known blob hashes), or ``None`` to have the
     directory hashed here. A mismatch raises :class:`HashMismatchError` and
     nothing is installed. An existing destination counts as success.
+    ``readonly``: ``fill`` already cleared every file's write bits (no walk).
     """
     tree_hash = _require_hash(tree_hash)
     found = find_installed(tree_hash, honor_overrides=False)
@@ -266,7 +268,7 @@ def install(tree_hash: str, fill: Callable[[Path], Optional[str]], *, label: str
         found = find_installed(tree_hash, honor_overrides=False)
         if found is not None:  # another process finished while we waited
             return found
-        return _fill_and_commit(fill, tree_hash, label)
+        return _fill_and_commit(fill, tree_hash, label, readonly)
 
 
 def persist(fill: Callable[[Path], Optional[str]]) -> Path:
@@ -280,7 +282,7 @@ def persist(fill: Callable[[Path], Optional[str]]) -> Path:
 
 
 def _fill_and_commit(fill: Callable[[Path], Optional[str]], expected: Optional[str],
-                     label: str) -> Path:
+                     label: str, readonly: bool = False) -> Path:
     """The one persist step: temp dir, fill, verify, read-only, rename."""
     target_dir = artifacts_dir()
     import tempfile  # install-time only: keep the warm path's imports small
@@ -301,7 +303,8 @@ def _fill_and_commit(fill: Callable[[Path], Optional[str]], expected: Optional[s
         found = find_installed(computed, honor_overrides=False)
         if found is not None:
             return found
-        make_readonly(tmp)
+        if not readonly:
+            make_readonly(tmp)
         # mkdtemp made it 0700; an installed tree is as readable as its depot (Julia).
         os.chmod(tmp, stat.S_IMODE(os.stat(target_dir).st_mode))
         dest = target_dir / computed

@@ -21,7 +21,6 @@ import re
 import shutil
 import stat
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote
@@ -33,7 +32,14 @@ from .treehash import MODE_FILE, TreeBuilder, blob_hasher, hash_file
 
 CHUNK = 1 << 20
 SMALL_FILE = 1 << 20
-WORKERS = 8  # REST: enough requests in flight to hide network latency
+# Installed files are read-only whatever the umask (the Gobbler view is 0644; the
+# depot clears write bits anyway), set as each file is written: no walk afterwards.
+FILE_MODE = 0o444
+# REST: requests in flight to hide network latency. More threads than that cost
+# CPU in GIL hand-offs: 2,000 x 16 KiB over loopback on 2 cores took 1.21 s with 3,
+# 1.40 s with 4, 1.67 s with 8 (benchmarks/bench_gobbler_resolve.py); 4 keeps a
+# 1-2 ms network round trip covered at ~0.4 ms of CPU per small file.
+WORKERS = 4
 # A mounted registry is read from the page cache: CPU-bound, so more threads than
 # cores only fight over the GIL (2,000 x 16 KiB: 0.40 s with 2 threads, 1.23 s with 8).
 LOCAL_WORKERS = max(1, min(8, os.cpu_count() or 1))
@@ -57,7 +63,7 @@ def gobbler_sources(entry: ArtifactEntry, *, progress: Optional[bool] = None) ->
     if registry and os.path.isdir(registry):
         out.append(Source(f"gobbler registry {registry} ({g.coordinates})",
                           lambda tmp: fill_from_registry(registry, g, tmp, progress=progress),
-                          network=False))
+                          network=False, readonly=True))
     elif registry:
         # Not a way in here, but listed so that a total failure says why it was not used.
         out.append(_failing_source(f"gobbler registry {registry} ({g.coordinates})",
@@ -65,7 +71,8 @@ def gobbler_sources(entry: ArtifactEntry, *, progress: Optional[bool] = None) ->
                                    f"{REGISTRY_ENV} to where it is mounted here"))
     if url:
         out.append(Source(f"gobbler {url} ({g.coordinates})",
-                          lambda tmp: fill_from_rest(url, g, tmp, progress=progress)))
+                          lambda tmp: fill_from_rest(url, g, tmp, progress=progress),
+                          readonly=True))
     elif not out:
         out.append(_failing_source(f"gobbler {g.coordinates}",
                                    f"the [gobbler] table has neither url nor registry; set "
@@ -138,12 +145,9 @@ def _tree_hash(digests: Dict[str, bytes]) -> str:
 
 
 def _finish(tmp: Path, empty_dirs: List[str], digests: Dict[str, bytes]) -> str:
-    """Create the empty dirs, make every file 0644; the tree hash from the blob hashes."""
+    """Create the empty dirs; the tree hash from the blob hashes."""
     for rel in empty_dirs:
         _target(tmp, rel).mkdir(parents=True, exist_ok=True)
-    for dirpath, _dirs, files in os.walk(tmp):
-        for name in files:
-            os.chmod(os.path.join(dirpath, name), 0o644)
     return _tree_hash(digests)
 
 
@@ -178,18 +182,43 @@ class _Bar:
 
 def _run_pool(tasks: List[Callable[[], Tuple[str, bytes]]],
               workers: int = LOCAL_WORKERS) -> Dict[str, bytes]:
-    """Run file tasks on a bounded pool; first error wins, the rest are cancelled."""
+    """Run file tasks on ``workers`` threads; the first error stops them all.
+
+    Each worker takes the next task itself: no future per file and no wake-up
+    of this thread per result, which costs as much as a small file's copy.
+    """
     out: Dict[str, bytes] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(t) for t in tasks]
-        try:
-            for fut in futures:
-                rel, sha = fut.result()
-                out[rel] = sha
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    errors: List[BaseException] = []
+    todo = iter(tasks)
+    take = threading.Lock()
+
+    def work() -> None:
+        while not errors:
+            with take:
+                task = next(todo, None)
+            if task is None:
+                return
+            try:
+                rel, sha = task()
+            except BaseException as e:  # handed to the caller's thread below
+                errors.append(e)
+                return
+            out[rel] = sha
+
+    threads = [threading.Thread(target=work, name=f"artifacts-py-fill-{i}", daemon=True)
+               for i in range(max(1, min(workers, len(tasks))))]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException as e:  # KeyboardInterrupt: let the workers finish their file
+        errors.append(e)
+        for t in threads:
+            t.join()
+        raise
+    if errors:
+        raise errors[0]
     return out
 
 
@@ -250,21 +279,47 @@ def _remote_exists(url: str) -> Callable[..., bool]:
     return lambda *parts: parts[-1] in listers[len(parts) - 1](*parts[:-1])
 
 
-def _copy_and_hash(src: Path, dst: Path, size: int) -> Tuple[int, str, bytes]:
+_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \
+    getattr(os, "O_CLOEXEC", 0)
+
+
+def _create(dst: str) -> int:
+    """A new file in our temp dir, read-only whatever the umask (the fd stays writable)."""
+    fd = os.open(dst, _O_NEW, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    return fd
+
+
+def _copy_and_hash(src: str, dst: str, size: int) -> Tuple[int, str, bytes]:
     """Copy ``src`` to ``dst`` (kernel copy where possible), then hash what landed.
 
     Hashing the destination checks the bytes we install, and reads them from
-    the page cache the copy just filled.
+    the page cache the copy just filled. A small file is read once into memory
+    (at most one byte more than the manifest says, so growth is caught),
+    hashed, and written: cheaper than a copy and a re-read.
     """
-    if size <= SMALL_FILE:  # one read, hash the buffer, one write: cheaper than a copy + re-read
-        with open(src, "rb") as fin:
-            data = fin.read()
-        with open(dst, "wb") as fout:
-            fout.write(data)
+    if size <= SMALL_FILE:
+        fin = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            data = os.read(fin, size + 1)
+            while len(data) <= size:  # a short read (network filesystems): keep going
+                more = os.read(fin, size + 1 - len(data))
+                if not more:
+                    break
+                data += more
+        finally:
+            os.close(fin)
+        fout = _create(dst)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fout, view):]
+        finally:
+            os.close(fout)
         sha = blob_hasher(len(data))
         sha.update(data)
         return len(data), hashlib.md5(data).hexdigest(), sha.digest()
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
+    with open(src, "rb") as fin, open(_create(dst), "wb") as fout:
         _kernel_copy(fin.fileno(), fout.fileno(), size)
     md5, sha = hashlib.md5(), blob_hasher(os.path.getsize(dst))
     n = hash_file(dst, md5, sha)
@@ -312,19 +367,21 @@ def _copy_range(fin: int, fout: int) -> int:
 
 
 def _fill(tmp: Path, manifest: Manifest, where: str, label: str, progress: Optional[bool],
-          fetch: Callable[[str, int], Tuple[int, str, bytes]], workers: int) -> str:
+          fetch: Callable[[str, str, int], Tuple[int, str, bytes]], workers: int) -> str:
     """Fetch every file of a manifest in parallel, checking each, and hash the tree.
 
-    ``fetch(rel, size)`` writes ``tmp/rel`` and returns (bytes, md5 hex, raw blob sha1).
+    ``fetch(rel, dst, size)`` creates ``dst`` (``tmp/rel`` as a string: no
+    pathlib per file) and returns (bytes, md5 hex, raw blob sha1).
     """
     files, empty_dirs = _plan(manifest, where)
+    top = os.fspath(tmp)
     for parent in sorted({os.path.dirname(rel) for rel, _, _ in files} - {""}):
-        _target(tmp, parent).mkdir(parents=True, exist_ok=True)  # once, not per file
+        os.makedirs(f"{top}/{parent}", exist_ok=True)  # once, not per file
     bar = _Bar(sum(s for _, s, _ in files), len(files), label, progress)
 
     def one(rel: str, size: int, md5: str) -> Callable[[], Tuple[str, bytes]]:
         def task() -> Tuple[str, bytes]:
-            n, got_md5, sha = fetch(rel, size)
+            n, got_md5, sha = fetch(rel, f"{top}/{rel}", size)
             _check(rel, size, md5, n, got_md5, where)
             bar.update(n, True)
             return rel, sha
@@ -341,12 +398,12 @@ def fill_from_registry(registry: str, g: GobblerSource, tmp: Path, *,
                        progress: Optional[bool] = None) -> str:
     """Copy a version out of a mounted registry into ``tmp``; return its tree hash."""
     manifest = read_local_manifest(registry, g)
-    vdir = _version_dir(registry, g)
+    vdir = os.fspath(_version_dir(registry, g))
     where = f"{registry}/{g.coordinates}"
 
-    def fetch(rel: str, size: int) -> Tuple[int, str, bytes]:
+    def fetch(rel: str, dst: str, size: int) -> Tuple[int, str, bytes]:
         try:
-            return _copy_and_hash(_target(vdir, rel), _target(tmp, rel), size)
+            return _copy_and_hash(f"{vdir}/{rel}", dst, size)
         except FileNotFoundError:
             raise GobblerError(f"{where}/{rel}: listed in ..manifest but missing "
                                "(or a broken link) in the registry") from None
@@ -364,21 +421,13 @@ def _fetch_url(url: str, g: GobblerSource, rel: str) -> str:
 _local = threading.local()
 
 
-def _session(url: str):
-    """One keep-alive session per worker thread.
-
-    Proxies are resolved from the environment once per session rather than on
-    every request (requests' ``trust_env``), which is most of a small GET's cost.
-    """
+def _session() -> Any:
+    """This thread's keep-alive :class:`~artifacts_py.download.Session` (one per worker)."""
     s = getattr(_local, "session", None)
     if s is None:
-        from requests.utils import get_environ_proxies
-
         from .download import make_session
 
         s = _local.session = make_session()
-        s.proxies.update(get_environ_proxies(url))
-        s.trust_env = False
     return s
 
 
@@ -396,22 +445,30 @@ def _refuse_offline(url: str) -> None:
 def fetch_remote_manifest(url: str, g: GobblerSource) -> Manifest:
     """GET the version's ``..manifest``, never cached (missing project/asset/version -> which one)."""
     _refuse_offline(url)
-    import requests
+    from urllib3.exceptions import HTTPError
+
+    from .download import _reason
 
     target = _fetch_url(url, g, "..manifest")
     try:
-        r = _session(url).get(target, timeout=(10, 60))
-    except requests.RequestException as e:
-        raise GobblerError(f"{url}: cannot reach the Gobbler service ({type(e).__name__}: {e})",
+        r = _session().get(target)
+        try:
+            body = r.read()
+        finally:
+            r.release_conn()
+    except (HTTPError, OSError) as e:
+        raise GobblerError(f"{url}: cannot reach the Gobbler service ({_reason(e)})",
                            url=url) from None
-    if r.status_code == 404:
+    if r.status == 404:
         raise _which_missing(url, g.project, g.asset, g.version, _remote_exists(url)) or \
             GobblerNotFoundError(f"{url}: version {g.coordinates} has no manifest "
                                  "(unfinished upload?)", status=404, url=url)
-    if r.status_code >= 300:
-        raise GobblerError(f"{target}: HTTP {r.status_code}", status=r.status_code, url=url)
+    if r.status >= 300:
+        raise GobblerError(f"{target}: HTTP {r.status}", status=r.status, url=url)
+    import json
+
     try:
-        return r.json()
+        return json.loads(body)
     except ValueError:
         raise GobblerError(f"{target}: the manifest is not JSON", url=url) from None
 
@@ -424,10 +481,10 @@ def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
     manifest = fetch_remote_manifest(url, g)
     where = f"{url.rstrip('/')}/fetch/{g.coordinates}"
 
-    def fetch(rel: str, size: int) -> Tuple[int, str, bytes]:
-        dst = _target(tmp, rel)
-        got = download(_fetch_url(url, g, rel), dst, session=_session(url), progress=False,
-                       hashers=(hashlib.md5, lambda: blob_hasher(size)), compute_sha256=False)
+    def fetch(rel: str, dst: str, size: int) -> Tuple[int, str, bytes]:
+        got = download(_fetch_url(url, g, rel), dst, session=_session(), progress=False,
+                       hashers=(hashlib.md5, lambda: blob_hasher(size)), compute_sha256=False,
+                       mode=FILE_MODE)
         md5_obj, sha_obj = got.digests
         return got.size, md5_obj.hexdigest(), sha_obj.digest()
 

@@ -10,9 +10,8 @@ runs one inside a fresh temp dir and verifies what it produced.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, NamedTuple, Optional
 from urllib.parse import urlsplit
 
 from .tomlmodel import ArtifactEntry, DownloadInfo
@@ -20,13 +19,19 @@ from .tomlmodel import ArtifactEntry, DownloadInfo
 Fill = Callable[[Path], Optional[str]]
 
 
-@dataclass
-class Source:
-    """One way to get an artifact: ``label`` for messages, ``fill`` to do it."""
+class Source(NamedTuple):
+    """One way to get an artifact: ``label`` for messages, ``fill`` to do it.
+
+    ``network``: it needs the network (skipped offline). ``readonly``: ``fill``
+    leaves every file without write bits, so the install needs no walk to
+    clear them. (A NamedTuple, not a dataclass: importing dataclasses costs a
+    cold install ~5 ms.)
+    """
 
     label: str
     fill: Fill
     network: bool = True
+    readonly: bool = False
 
 
 # HTTP retries (urllib3) for a mirror with others behind it: a dead mirror then

@@ -29,7 +29,8 @@ so any HTTP would fail): ``artifacts_py.artifact`` vs
 Every run is a separate process (interpreter start included in "wall";
 "call" is the library call alone, reported by the child), best of 3
 (``--repeat``), rounds interleaved, dirty pages flushed (untimed) before each
-run. Tables also give the CPU time of the client process tree and of the
+run, each destination in a fresh ext4 block group (``common.spread_subdirs``:
+the previous run's deletes would otherwise slow its file creation). Tables also give the CPU time of the client process tree and of the
 server process in that run, and the load average (other work on the machine
 skews wall times). ``--profile DIR`` then runs each of our resolutions once
 more under py-spy (client and server) and prints the top self-time frames. Caches cannot be
@@ -260,7 +261,7 @@ def make_tree(src: Path, n_files: int, size: int) -> None:
 
 
 def upload_versions(root: Path, quick: bool, staging: str, registry: str,
-                    url: str) -> List[Version]:
+                    url: str, only: Optional[str] = None) -> List[Version]:
     """Create project ``bench`` and upload the small and the large version (untimed)."""
     import pygobbler as pyg
 
@@ -271,6 +272,8 @@ def upload_versions(root: Path, quick: bool, staging: str, registry: str,
     pyg.create_project(PROJECT, staging=staging, url=url)
     versions = []
     for name, asset, n, size in shapes:
+        if only and asset != only:
+            continue
         src = root / f"src-{asset}"
         make_tree(src, n, size)
         pyg.upload_directory(PROJECT, asset, "v1", str(src), staging=staging, url=url)
@@ -362,13 +365,13 @@ class Tools:
 Contender = Tuple[str, Callable[[Version, Path], Tuple[Run, Path]]]
 
 
-def measure(root: Path, v: Version, contenders: Sequence[Contender],
+def measure(root: Path, case: str, v: Version, contenders: Sequence[Contender],
             repeat: int) -> Dict[str, List[Run]]:
     """``repeat`` runs of each contender into fresh destinations, rounds interleaved."""
     runs: Dict[str, List[Run]] = {label: [] for label, _ in contenders}
     for rnd in range(repeat):
         for i, (label, fetch) in enumerate(contenders):
-            dest = root / "targets" / f"{v.asset}-{i}-{rnd}"
+            dest = root / "targets" / f"{case}-{v.asset}-{i}-{rnd}"
             common.drop_dirty_pages()
             run, result = fetch(v, dest)
             runs[label].append(run)
@@ -437,12 +440,13 @@ def spy_run(stem: Path, argv: Sequence[str], env: Dict[str, str],
                 print(f"    {pct:5.1f}%  {frame[:110]}")
 
 
-def profile(out: Path, tools: Tools, versions: List[Version], root: Path) -> None:
+def profile(out: Path, tools: Tools, versions: List[Version], root: Path,
+            only: Optional[str] = None) -> None:
     """One more run of each of our resolutions under py-spy, with the server's profile."""
     out.mkdir(parents=True, exist_ok=True)
     print(f"\nprofiles in {out} (py-spy, 250 Hz; .txt collapsed stacks, .svg flame graphs)")
     for v in versions:
-        for mode in ("rest", "mounted"):
+        for mode in (only,) if only else ("rest", "mounted"):
             dest = root / "targets" / f"profile-{mode}-{v.asset}"
             spy_run(out / f"ours-{mode}-{v.asset}",
                     [sys.executable, "-c", OURS_CHILD, v.name, str(tools.toml)],
@@ -462,14 +466,18 @@ def main() -> int:
     p.add_argument("--keep", action="store_true", help="keep the workdir afterwards")
     p.add_argument("--repeat", type=int, default=REPEAT, help=f"runs per contender (best of; {REPEAT})")
     p.add_argument("--profile", metavar="DIR", help="also record py-spy profiles of our runs")
+    p.add_argument("--only", choices=("small", "large"), help="one version only")
+    p.add_argument("--mode", choices=("rest", "mounted"), help="one way of resolving only")
     args = p.parse_args()
     common.header("bench_gobbler_resolve", args.quick, "warm page cache (caches cannot be dropped)")
     verdicts: List[bool] = []
     with common.workdir(args.workdir, args.keep) as root, \
             gobbler_server(root) as (staging, registry, url):
         (root / "targets").mkdir()
+        if not common.spread_subdirs(root / "targets"):
+            print("   (chattr +T not applied: destinations may share block groups)")
         t0 = time.perf_counter()
-        versions = upload_versions(root, args.quick, staging, registry, url)
+        versions = upload_versions(root, args.quick, staging, registry, url, args.only)
         toml = bind_versions(root, versions, registry, url)
         print(f"   server {url}; uploaded and pinned {', '.join(v.describe() for v in versions)} "
               f"in {time.perf_counter() - t0:.0f} s")
@@ -478,8 +486,8 @@ def main() -> int:
         curl = "curl --parallel-max 8 (no verification)"
         pyg1, pyg8 = "pygobbler.fetch_directory concurrent=1", "pygobbler.fetch_directory concurrent=8"
         ours = "artifacts_py.artifact"
-        for v in versions:
-            runs = measure(root, v, [(ours, tools.ours_rest), (pyg1, tools.pygobbler(1)),
+        for v in versions if args.mode != "mounted" else ():
+            runs = measure(root, "rest", v, [(ours, tools.ours_rest), (pyg1, tools.pygobbler(1)),
                                      (pyg8, tools.pygobbler(8)), (curl, tools.curl)], args.repeat)
             best = print_runs(f"REST, cold: {v.coords}, {v.describe()}", runs, curl, v.size)
             if v.asset == "small":
@@ -494,8 +502,8 @@ def main() -> int:
                     f"within {TARGET_CURL}x of parallel curl", r <= TARGET_CURL,
                     f"{r:.2f}x (our call alone: {best[ours].call / best[curl].wall:.2f}x)"))
         mounted, cp = "artifacts_py.artifact (mounted registry)", "cp -r + md5sum (all files)"
-        for v in versions:
-            runs = measure(root, v, [(mounted, tools.ours_mounted), (cp, tools.cp_md5sum)],
+        for v in versions if args.mode != "rest" else ():
+            runs = measure(root, "mounted", v, [(mounted, tools.ours_mounted), (cp, tools.cp_md5sum)],
                            args.repeat)
             best = print_runs(f"mounted registry, cold: {v.coords}, {v.describe()}", runs, cp,
                               v.size)
@@ -504,7 +512,7 @@ def main() -> int:
                 f"within {TARGET_CP}x of cp -r + md5sum", r <= TARGET_CP,
                 f"{r:.2f}x (our call alone: {best[mounted].call / best[cp].wall:.2f}x)"))
         if args.profile:
-            profile(Path(args.profile), tools, versions, root)
+            profile(Path(args.profile), tools, versions, root, args.mode)
     print(f"\nsummary: {sum(verdicts)} of {len(verdicts)} targets met")
     return 0
 
