@@ -32,6 +32,10 @@ from .treehash import MODE_FILE, TreeBuilder, blob_hasher, hash_file
 
 CHUNK = 1 << 20
 SMALL_FILE = 1 << 20
+# Over REST, files up to this size take Session.get_small (a lean GET whose
+# per-request cost is most of a small file's); a failure there refetches them
+# whole, so bigger files go straight to download(), which resumes with Range.
+FAST_GET = 256 << 10
 # Installed files are read-only whatever the umask (the Gobbler view is 0644; the
 # depot clears write bits anyway), set as each file is written: no walk afterwards.
 FILE_MODE = 0o444
@@ -290,6 +294,20 @@ def _create(dst: str) -> int:
     return fd
 
 
+def _write_and_hash(dst: str, data: bytes) -> Tuple[int, str, bytes]:
+    """Write a small file's bytes to a new ``dst``; (size, md5 hex, raw blob sha1)."""
+    fout = _create(dst)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fout, view):]
+    finally:
+        os.close(fout)
+    sha = blob_hasher(len(data))
+    sha.update(data)
+    return len(data), hashlib.md5(data).hexdigest(), sha.digest()
+
+
 def _copy_and_hash(src: str, dst: str, size: int) -> Tuple[int, str, bytes]:
     """Copy ``src`` to ``dst`` (kernel copy where possible), then hash what landed.
 
@@ -309,16 +327,7 @@ def _copy_and_hash(src: str, dst: str, size: int) -> Tuple[int, str, bytes]:
                 data += more
         finally:
             os.close(fin)
-        fout = _create(dst)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fout, view):]
-        finally:
-            os.close(fout)
-        sha = blob_hasher(len(data))
-        sha.update(data)
-        return len(data), hashlib.md5(data).hexdigest(), sha.digest()
+        return _write_and_hash(dst, data)
     with open(src, "rb") as fin, open(_create(dst), "wb") as fout:
         _kernel_copy(fin.fileno(), fout.fileno(), size)
     md5, sha = hashlib.md5(), blob_hasher(os.path.getsize(dst))
@@ -482,7 +491,12 @@ def fill_from_rest(url: str, g: GobblerSource, tmp: Path, *,
     where = f"{url.rstrip('/')}/fetch/{g.coordinates}"
 
     def fetch(rel: str, dst: str, size: int) -> Tuple[int, str, bytes]:
-        got = download(_fetch_url(url, g, rel), dst, session=_session(), progress=False,
+        file_url, session = _fetch_url(url, g, rel), _session()
+        if size <= FAST_GET:  # the common case on a lean path; anything odd falls through
+            data = session.get_small(file_url, size)
+            if data is not None:
+                return _write_and_hash(dst, data)
+        got = download(file_url, dst, session=session, progress=False,
                        hashers=(hashlib.md5, lambda: blob_hasher(size)), compute_sha256=False,
                        mode=FILE_MODE)
         md5_obj, sha_obj = got.digests

@@ -29,8 +29,9 @@ so any HTTP would fail): ``artifacts_py.artifact`` vs
 Every run is a separate process (interpreter start included in "wall";
 "call" is the library call alone, reported by the child), best of 3
 (``--repeat``), rounds interleaved, dirty pages flushed (untimed) before each
-run, each destination in a fresh ext4 block group (``common.spread_subdirs``:
-the previous run's deletes would otherwise slow its file creation). Tables also give the CPU time of the client process tree and of the
+run, each destination in a fresh ext4 block group if possible, and trees of
+many files are deleted only at the end (``common.spread_subdirs``, ``KEEP_FILES``:
+mass deletes slow ext4's next file creations). Tables also give the CPU time of the client process tree and of the
 server process in that run, and the load average (other work on the machine
 skews wall times). ``--profile DIR`` then runs each of our resolutions once
 more under py-spy (client and server) and prints the top self-time frames. Caches cannot be
@@ -67,6 +68,10 @@ TARGET_PYG_DEFAULT = 5.0   # ours at least this many times faster (small files)
 TARGET_PYG_8 = 1.5         # ... than pygobbler concurrent=8 (small files)
 TARGET_CURL = 1.25         # ours / curl, large files
 TARGET_CP = 1.2            # ours / (cp -r + md5sum), mounted
+# Trees of more files than this stay until the workdir goes: deleting thousands
+# of files makes ext4 (without a journal, as here) slow to create the next ones
+# for 60-300 s (see common.spread_subdirs), a cost of the harness, not of a tool.
+KEEP_FILES = 100
 
 # Children print one JSON line: the import and the call time, seen from inside.
 OURS_CHILD = """\
@@ -277,7 +282,8 @@ def upload_versions(root: Path, quick: bool, staging: str, registry: str,
         src = root / f"src-{asset}"
         make_tree(src, n, size)
         pyg.upload_directory(PROJECT, asset, "v1", str(src), staging=staging, url=url)
-        common.rmtree(src)  # the registry has it now; save the disk
+        if n <= KEEP_FILES:
+            common.rmtree(src)  # the registry has it now; save the disk
         manifest = client.fetch_manifest(PROJECT, asset, "v1", registry=registry)
         versions.append(Version(name, asset, n, size, manifest))
     return versions
@@ -302,8 +308,7 @@ def bind_versions(root: Path, versions: List[Version], registry: str, url: str) 
             del os.environ["ARTIFACTS_PY_DEPOT_PATH"]
         else:
             os.environ["ARTIFACTS_PY_DEPOT_PATH"] = saved
-    common.rmtree(root / "pin-depot")
-    return toml
+    return toml  # pin-depot kept: see KEEP_FILES
 
 
 # -------------------------------------------------------------------- tools
@@ -365,28 +370,53 @@ class Tools:
 Contender = Tuple[str, Callable[[Version, Path], Tuple[Run, Path]]]
 
 
-def measure(root: Path, case: str, v: Version, contenders: Sequence[Contender],
+def measure(targets: Path, case: str, v: Version, contenders: Sequence[Contender],
             repeat: int) -> Dict[str, List[Run]]:
     """``repeat`` runs of each contender into fresh destinations, rounds interleaved."""
     runs: Dict[str, List[Run]] = {label: [] for label, _ in contenders}
     for rnd in range(repeat):
         for i, (label, fetch) in enumerate(contenders):
-            dest = root / "targets" / f"{case}-{v.asset}-{i}-{rnd}"
+            dest = targets / f"{case}-{v.asset}-{i}-{rnd}"
             common.drop_dirty_pages()
             run, result = fetch(v, dest)
             runs[label].append(run)
             if rnd == 0:
                 check_tree(label, result, v.manifest)
-            common.rmtree(dest)
+            if v.n_files <= KEEP_FILES:
+                common.rmtree(dest)
     return runs
 
 
-def prime(root: Path, tools: Tools, v: Version) -> None:
+@contextlib.contextmanager
+def make_targets(root: Path, where: str) -> Iterator[Path]:
+    """The folder the timed runs write into (``--dest``).
+
+    tmpfs by default: this VM's ext4 (no journal) skips inodes freed in the last
+    60-300 s by anyone, so creating 2,000 files takes 0.04 s or 1 s depending on
+    what the machine deleted lately, which swamps the tools' own differences.
+    On disk, each destination is spread to a fresh block group where possible.
+    """
+    shm = Path("/dev/shm")
+    if where == "tmpfs" and shm.is_dir() and shutil.disk_usage(shm).free > 6 * 2 ** 30:
+        targets = shm / f"artifacts-bench-{os.getpid()}"
+        targets.mkdir()
+        print(f"   timed runs write to {targets} (tmpfs; --dest disk for {root})")
+        try:
+            yield targets
+        finally:
+            common.rmtree(targets)
+        return
+    targets = root / "targets"
+    targets.mkdir()
+    spread = common.spread_subdirs(targets)
+    print(f"   timed runs write to {targets} (disk; block groups spread: {spread})")
+    yield targets  # removed with the workdir
+
+
+def prime(targets: Path, tools: Tools, v: Version) -> None:
     """One untimed run of each Python child so bytecode caches exist."""
-    for fetch in (tools.ours_rest, tools.pygobbler(1)):
-        dest = root / "targets" / "prime"
-        fetch(v, dest)
-        common.rmtree(dest)
+    for i, fetch in enumerate((tools.ours_rest, tools.pygobbler(1))):
+        fetch(v, targets / f"prime-{i}")  # kept: see KEEP_FILES
 
 
 # ----------------------------------------------------------------- profiles
@@ -440,14 +470,14 @@ def spy_run(stem: Path, argv: Sequence[str], env: Dict[str, str],
                 print(f"    {pct:5.1f}%  {frame[:110]}")
 
 
-def profile(out: Path, tools: Tools, versions: List[Version], root: Path,
+def profile(out: Path, tools: Tools, versions: List[Version], targets: Path,
             only: Optional[str] = None) -> None:
     """One more run of each of our resolutions under py-spy, with the server's profile."""
     out.mkdir(parents=True, exist_ok=True)
     print(f"\nprofiles in {out} (py-spy, 250 Hz; .txt collapsed stacks, .svg flame graphs)")
     for v in versions:
         for mode in (only,) if only else ("rest", "mounted"):
-            dest = root / "targets" / f"profile-{mode}-{v.asset}"
+            dest = targets / f"profile-{mode}-{v.asset}"
             spy_run(out / f"ours-{mode}-{v.asset}",
                     [sys.executable, "-c", OURS_CHILD, v.name, str(tools.toml)],
                     tools.ours_env(dest, rest=mode == "rest"), lambda: common.rmtree(dest))
@@ -467,27 +497,28 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=REPEAT, help=f"runs per contender (best of; {REPEAT})")
     p.add_argument("--profile", metavar="DIR", help="also record py-spy profiles of our runs")
     p.add_argument("--only", choices=("small", "large"), help="one version only")
+    p.add_argument("--dest", choices=("tmpfs", "disk"), default="tmpfs",
+                   help="where the timed runs write: /dev/shm (default; steady) or the "
+                        "workdir's filesystem (this VM's ext4 makes file creation erratic)")
     p.add_argument("--mode", choices=("rest", "mounted"), help="one way of resolving only")
     args = p.parse_args()
     common.header("bench_gobbler_resolve", args.quick, "warm page cache (caches cannot be dropped)")
     verdicts: List[bool] = []
     with common.workdir(args.workdir, args.keep) as root, \
-            gobbler_server(root) as (staging, registry, url):
-        (root / "targets").mkdir()
-        if not common.spread_subdirs(root / "targets"):
-            print("   (chattr +T not applied: destinations may share block groups)")
+            gobbler_server(root) as (staging, registry, url), \
+            make_targets(root, args.dest) as targets:
         t0 = time.perf_counter()
         versions = upload_versions(root, args.quick, staging, registry, url, args.only)
         toml = bind_versions(root, versions, registry, url)
         print(f"   server {url}; uploaded and pinned {', '.join(v.describe() for v in versions)} "
               f"in {time.perf_counter() - t0:.0f} s")
         tools = Tools(root, toml, registry, url)
-        prime(root, tools, versions[0])
+        prime(targets, tools, versions[0])
         curl = "curl --parallel-max 8 (no verification)"
         pyg1, pyg8 = "pygobbler.fetch_directory concurrent=1", "pygobbler.fetch_directory concurrent=8"
         ours = "artifacts_py.artifact"
         for v in versions if args.mode != "mounted" else ():
-            runs = measure(root, "rest", v, [(ours, tools.ours_rest), (pyg1, tools.pygobbler(1)),
+            runs = measure(targets, "rest", v, [(ours, tools.ours_rest), (pyg1, tools.pygobbler(1)),
                                      (pyg8, tools.pygobbler(8)), (curl, tools.curl)], args.repeat)
             best = print_runs(f"REST, cold: {v.coords}, {v.describe()}", runs, curl, v.size)
             if v.asset == "small":
@@ -503,7 +534,7 @@ def main() -> int:
                     f"{r:.2f}x (our call alone: {best[ours].call / best[curl].wall:.2f}x)"))
         mounted, cp = "artifacts_py.artifact (mounted registry)", "cp -r + md5sum (all files)"
         for v in versions if args.mode != "rest" else ():
-            runs = measure(root, "mounted", v, [(mounted, tools.ours_mounted), (cp, tools.cp_md5sum)],
+            runs = measure(targets, "mounted", v, [(mounted, tools.ours_mounted), (cp, tools.cp_md5sum)],
                            args.repeat)
             best = print_runs(f"mounted registry, cold: {v.coords}, {v.describe()}", runs, cp,
                               v.size)
@@ -512,7 +543,7 @@ def main() -> int:
                 f"within {TARGET_CP}x of cp -r + md5sum", r <= TARGET_CP,
                 f"{r:.2f}x (our call alone: {best[mounted].call / best[cp].wall:.2f}x)"))
         if args.profile:
-            profile(Path(args.profile), tools, versions, root, args.mode)
+            profile(Path(args.profile), tools, versions, targets, args.mode)
     print(f"\nsummary: {sum(verdicts)} of {len(verdicts)} targets met")
     return 0
 

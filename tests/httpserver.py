@@ -160,6 +160,8 @@ class FaultyServer:
     def _record(self, handler: BaseHTTPRequestHandler) -> Tuple[Optional[_Entry], int, int]:
         """Log a request and return (entry, request index, GET index) for it."""
         path = handler.path.split("?", 1)[0]
+        if "://" in path:  # absolute form: we are being used as an HTTP proxy
+            path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
         with self._lock:
             self.requests.append(Request(handler.command, handler.path, handler.headers))
             entry = self._files.get(path)

@@ -209,6 +209,46 @@ def test_progress_bar_only_when_asked(http_server, tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_proxy_from_the_environment_is_used(http_server, tmp_path, monkeypatch):
+    http_server.add("/via-proxy.bin", DATA)
+    monkeypatch.setenv("HTTP_PROXY", http_server.base_url)
+    monkeypatch.setenv("http_proxy", http_server.base_url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    url = "http://files.example.invalid/via-proxy.bin"  # resolvable only by the proxy
+    assert download(url, tmp_path / "x", sha256=SHA).size == len(DATA)
+    assert [r.path for r in http_server.requests] == [url]  # absolute form: a proxy request
+    assert make_session().get_small(url, len(DATA)) is None  # the lean path never proxies
+
+
+def test_no_proxy_goes_direct(http_server, tmp_path, monkeypatch):
+    url = http_server.add("/direct.bin", DATA)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # would refuse every connection
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    assert download(url, tmp_path / "x", sha256=SHA, session=fast_session(retries=0)).size == len(DATA)
+    assert [r.path for r in http_server.requests] == ["/direct.bin"]
+
+
+def test_get_small_answers_only_a_plain_complete_200(http_server, monkeypatch):
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    small = DATA[:5000]
+    ok = http_server.add("/ok.bin", small)
+    cut = http_server.add("/cut.bin", small, truncate_first=1, truncate_at=100)
+    busy = http_server.add("/busy.bin", small, fail_first=1, status=503)
+    s = make_session()
+    assert s.get_small(ok, len(small)) == small
+    assert s.get_small(ok, len(small) + 1) is None  # the manifest says otherwise: not read
+    assert s.get_small(cut, len(small)) is None  # broken body
+    assert s.get_small(busy, len(small)) is None  # no retries on this path
+    assert s.get_small(http_server.url("/missing"), 1) is None
+    assert s.get_small(ok, len(small)) == small  # and it recovers after each failure
+    assert s.get_small((Path(__file__)).as_uri(), 1) is None
+    s.close()
+
+
 def test_import_does_not_load_requests():
     code = ("import sys, artifacts_py.download; "
             "bad = {'requests', 'urllib3', 'tqdm'} & set(sys.modules); assert not bad, bad")
