@@ -20,6 +20,8 @@ path that does not exist), each into a fresh empty destination:
   ``..manifest``, git tree hash, read-only, atomic rename;
 * ``pygobbler.fetch_directory(..., force_remote=True)`` with its default
   ``concurrent=1`` and with ``concurrent=8`` (verifies nothing);
+* a bare ``http.client`` loop in Python (4 threads, keep-alive, files written,
+  nothing checked): the floor for a Python client (small files only);
 * ``curl --parallel --parallel-max 8`` of the same URLs: the limit.
 
 Mounted registry, into a fresh empty depot (the REST URL is made unreachable,
@@ -95,6 +97,34 @@ path = pygobbler.fetch_directory(sys.argv[1], registry=sys.argv[2], url=sys.argv
 t2 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "call": t2 - t1, "path": path}))
 """
+
+# The floor for any Python client here: the standard library's http.client, one
+# keep-alive connection per thread, each body written to its file; no hashing,
+# no checks, no retries. argv: host port url-prefix dest threads path...
+BARE_CHILD = """\
+import http.client, json, os, sys, threading, time
+t0 = time.perf_counter()
+host, port, prefix, dest, n = sys.argv[1:6]
+todo, lock = iter(sys.argv[6:]), threading.Lock()
+def work():
+    conn = http.client.HTTPConnection(host, int(port))
+    while True:
+        with lock:
+            rel = next(todo, None)
+        if rel is None:
+            return
+        conn.request("GET", prefix + rel)
+        body = conn.getresponse().read()
+        path = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(body)
+threads = [threading.Thread(target=work) for _ in range(int(n))]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"call": time.perf_counter() - t0}))
+"""
+BARE_THREADS = 4
 
 
 # ------------------------------------------------------------------ helpers
@@ -346,6 +376,16 @@ class Tools:
             return run, Path(run.info["path"])
         return fetch
 
+    def bare(self, v: Version, dest: Path) -> Tuple[Run, Path]:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(self.url)
+        run = run_child("bare http.client", [sys.executable, "-c", BARE_CHILD, u.hostname,
+                                             str(u.port), f"/fetch/{v.coords}/", str(dest),
+                                             str(BARE_THREADS), *data_files(v.manifest)],
+                        child_env())
+        return run, dest
+
     def curl(self, v: Version, dest: Path) -> Tuple[Run, Path]:
         # The config file (written untimed) lists every data file of the manifest.
         cfg = self.root / "curl.cfg"
@@ -517,9 +557,13 @@ def main() -> int:
         curl = "curl --parallel-max 8 (no verification)"
         pyg1, pyg8 = "pygobbler.fetch_directory concurrent=1", "pygobbler.fetch_directory concurrent=8"
         ours = "artifacts_py.artifact"
+        bare = f"python http.client x{BARE_THREADS} (no verification)"
         for v in versions if args.mode != "mounted" else ():
-            runs = measure(targets, "rest", v, [(ours, tools.ours_rest), (pyg1, tools.pygobbler(1)),
-                                     (pyg8, tools.pygobbler(8)), (curl, tools.curl)], args.repeat)
+            contenders = [(ours, tools.ours_rest), (pyg1, tools.pygobbler(1)),
+                          (pyg8, tools.pygobbler(8)), (curl, tools.curl)]
+            if v.asset == "small":
+                contenders.insert(3, (bare, tools.bare))
+            runs = measure(targets, "rest", v, contenders, args.repeat)
             best = print_runs(f"REST, cold: {v.coords}, {v.describe()}", runs, curl, v.size)
             if v.asset == "small":
                 for peer, target in ((pyg1, TARGET_PYG_DEFAULT), (pyg8, TARGET_PYG_8)):
@@ -527,6 +571,9 @@ def main() -> int:
                     verdicts.append(common.verdict(
                         f">= {target}x faster than pygobbler {peer.split()[-1]}", r >= target,
                         f"{r:.2f}x (library calls alone: {best[peer].call / best[ours].call:.2f}x)"))
+                floor = best[pyg1].wall / best[bare].wall
+                print(f"  (a bare http.client loop with no verification is {floor:.2f}x faster "
+                      "than pygobbler concurrent=1: the most any Python client gets here)")
             else:
                 r = best[ours].wall / best[curl].wall
                 verdicts.append(common.verdict(
