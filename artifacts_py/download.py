@@ -452,8 +452,11 @@ def _status_message(url: str, resp: "urllib3.BaseHTTPResponse") -> str:
 
 def _reason(exc: BaseException) -> str:
     """A short one-line reason from a urllib3/socket exception chain."""
-    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+    from urllib3.exceptions import (ConnectTimeoutError, LocationValueError, NewConnectionError,
+                                    ReadTimeoutError)
 
+    if isinstance(exc, LocationValueError):  # its own text names the URL; its causes do not
+        return f"not a valid URL ({exc})"
     chain: List[BaseException] = []
     cur: Optional[BaseException] = exc
     while cur is not None and cur not in chain:

@@ -105,13 +105,7 @@ def make_folder(src: Path, n_files: int, total: int) -> int:
 
 
 def main() -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="100 MiB instead of 1 GiB")
-    p.add_argument("--workdir", default="/tmp/artifacts-bench-gobbler-publish",
-                   help="scratch folder, created empty and removed afterwards")
-    p.add_argument("--keep", action="store_true", help="keep the workdir afterwards")
+    p = common.bench_parser(__doc__.splitlines()[0], "gobbler-publish")  # --quick: 100 MiB
     p.add_argument("--profile", metavar="DIR", help="also record py-spy profiles of one publish")
     p.add_argument("--repeat", type=int, default=REPEAT, help=f"runs per contender (best of; {REPEAT})")
     args = p.parse_args()

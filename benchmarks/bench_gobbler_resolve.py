@@ -437,20 +437,18 @@ def make_targets(root: Path, where: str) -> Iterator[Path]:
     On disk, each destination is spread to a fresh block group where possible.
     """
     shm = Path("/dev/shm")
-    if where == "tmpfs" and shm.is_dir() and shutil.disk_usage(shm).free > 6 * 2 ** 30:
-        targets = shm / f"artifacts-bench-{os.getpid()}"
-        targets.mkdir()
-        print(f"   timed runs write to {targets} (tmpfs; --dest disk for {root})")
-        try:
-            yield targets
-        finally:
-            common.rmtree(targets)
-        return
-    targets = root / "targets"
+    on_tmpfs = where == "tmpfs" and shm.is_dir() and shutil.disk_usage(shm).free > 6 * 2 ** 30
+    targets = shm / f"artifacts-bench-{os.getpid()}" if on_tmpfs else root / "targets"
     targets.mkdir()
-    spread = common.spread_subdirs(targets)
-    print(f"   timed runs write to {targets} (disk; block groups spread: {spread})")
-    yield targets  # removed with the workdir
+    if on_tmpfs:
+        print(f"   timed runs write to {targets} (tmpfs; --dest disk for {root})")
+    else:
+        spread = common.spread_subdirs(targets)
+        print(f"   timed runs write to {targets} (disk; block groups spread: {spread})")
+    try:
+        yield targets
+    finally:
+        common.rmtree(targets)
 
 
 def prime(targets: Path, tools: Tools, v: Version) -> None:
@@ -527,13 +525,7 @@ def profile(out: Path, tools: Tools, versions: List[Version], targets: Path,
 # --------------------------------------------------------------------- main
 
 def main() -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="200 x 16 KiB and 4 x 16 MiB")
-    p.add_argument("--workdir", default="/tmp/artifacts-bench-gobbler",
-                   help="scratch folder, created empty and removed afterwards")
-    p.add_argument("--keep", action="store_true", help="keep the workdir afterwards")
+    p = common.bench_parser(__doc__.splitlines()[0], "gobbler-resolve")  # --quick: 200 x 16 KiB, 4 x 16 MiB
     p.add_argument("--repeat", type=int, default=REPEAT, help=f"runs per contender (best of; {REPEAT})")
     p.add_argument("--profile", metavar="DIR", help="also record py-spy profiles of our runs")
     p.add_argument("--only", choices=("small", "large"), help="one version only")

@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import getpass
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -50,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from common import nginx  # benchmarks/common.py
+from common import nginx, write_random  # benchmarks/common.py
 
 SMALL_SIZE = 16 * 1024
 TARGETS = {"small": 0.3, "large-1": 0.8, "large-8": 0.8}
@@ -92,24 +91,13 @@ def _post_request(url: str, staging: Path, action: str, body: dict) -> dict:
     return resp.json()
 
 
-def _write_random(path: Path, size: int) -> None:
-    """A file of ``size`` random bytes (random so nothing deduplicates or compresses)."""
-    chunk = 16 << 20
-    with open(path, "wb") as fh:
-        left = size
-        while left:
-            n = min(chunk, left)
-            fh.write(os.urandom(n))
-            left -= n
-
-
 def publish(url: str, staging: Path, n_small: int, large_size: int) -> dict[str, float]:
     """Publish bench/small/v1 and bench/large/v1; return the seconds each upload took."""
     _post_request(url, staging, "create_project", {"project": "bench"})
     timings: dict[str, float] = {}
-    for asset, fill in (("small", lambda d: [_write_random(d / f"f{i:05d}.bin", SMALL_SIZE)
+    for asset, fill in (("small", lambda d: [write_random(d / f"f{i:05d}.bin", SMALL_SIZE)
                                              for i in range(n_small)]),
-                        ("large", lambda d: _write_random(d / "big.bin", large_size))):
+                        ("large", lambda d: write_random(d / "big.bin", large_size))):
         src = staging / f"src-{asset}"
         src.mkdir()
         fill(src)

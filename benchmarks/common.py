@@ -41,13 +41,18 @@ DEFAULT_WORKDIR = "/tmp/artifacts-bench"
 
 def bench_args(description: str, default_sub: str) -> argparse.Namespace:
     """Parse the options shared by every benchmark script."""
+    return bench_parser(description, default_sub).parse_args()
+
+
+def bench_parser(description: str, default_sub: str) -> argparse.ArgumentParser:
+    """The parser of :func:`bench_args`, for scripts that add options of their own."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="small smoke run (seconds, not minutes)")
     p.add_argument("--workdir", default=os.path.join(DEFAULT_WORKDIR, default_sub),
                    help=f"scratch folder for generated data (default {DEFAULT_WORKDIR}/{default_sub}); "
                         "created empty and removed afterwards")
     p.add_argument("--keep", action="store_true", help="keep the workdir afterwards")
-    return p.parse_args()
+    return p
 
 
 @contextlib.contextmanager

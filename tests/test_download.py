@@ -249,6 +249,13 @@ def test_get_small_answers_only_a_plain_complete_200(http_server, monkeypatch):
     s.close()
 
 
+def test_malformed_url_says_so(tmp_path):
+    with pytest.raises(DownloadError) as exc:
+        download("http://127.0.0.1:notaport/x.bin", tmp_path / "x")
+    assert "127.0.0.1:notaport" in str(exc.value) and "not a valid URL" in str(exc.value)
+    assert not (tmp_path / "x").exists()
+
+
 def test_import_does_not_load_requests():
     code = ("import sys, artifacts_py.download; "
             "bad = {'requests', 'urllib3', 'tqdm'} & set(sys.modules); assert not bad, bad")
