@@ -346,7 +346,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from .gobbler import server
+    from .servers.gobbler import server
 
     argv = list(extra)
     names = {a.split("=")[0].lstrip("-") for a in argv if a.startswith("-")}

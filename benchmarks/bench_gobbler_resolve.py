@@ -144,7 +144,7 @@ def child_env(**overrides: Optional[str]) -> Dict[str, str]:
 @contextlib.contextmanager
 def gobbler_server(root: Path) -> Iterator[Tuple[str, str, str]]:
     """Our Gobbler server on ``root/registry`` + ``root/staging``; yields (staging, registry, url)."""
-    from artifacts_py.gobbler import launch
+    from artifacts_py.servers.gobbler import launch
 
     registry, staging = root / "registry", root / "staging"
     registry.mkdir()
@@ -160,7 +160,7 @@ def gobbler_server(root: Path) -> Iterator[Tuple[str, str, str]]:
 
 def server_pid() -> Optional[int]:
     """The running server's process id (its CPU time, py-spy), if it is a child process."""
-    from artifacts_py.gobbler import launch
+    from artifacts_py.servers.gobbler import launch
 
     inst = launch._current  # private: launch exposes no pid, and only benchmarks need it
     return inst.process.pid if inst is not None and inst.process is not None else None

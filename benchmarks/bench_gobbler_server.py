@@ -9,7 +9,7 @@ Prerequisite: nginx on PATH (Debian: ``apt-get install -y nginx-light`` or
 
 What it does:
 
-1. starts our server (``artifacts_py.gobbler.launch.start_gobbler``) on fresh
+1. starts our server (``artifacts_py.servers.gobbler.launch.start_gobbler``) on fresh
    staging/registry directories and publishes, through the server's own
    ``upload`` action (hand-written request files, ``consume: true``), version
    ``bench/small/v1`` with N files of 16 KiB and ``bench/large/v1`` with one
@@ -258,7 +258,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     n_small = args.small_count or (200 if args.quick else 2000)
     large_size = (args.large_mib or (128 if args.quick else 1024)) << 20
 
-    from artifacts_py.gobbler import launch
+    from artifacts_py.servers.gobbler import launch
 
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ class RunningGobbler:
         os.makedirs(self.registry, exist_ok=True)
         os.makedirs(self.staging, exist_ok=True)
         os.chmod(self.staging, 0o1777)
-        cmd = [sys.executable, "-m", "artifacts_py.gobbler.server", "-registry", self.registry,
+        cmd = [sys.executable, "-m", "artifacts_py.servers.gobbler.server", "-registry", self.registry,
                "-staging", self.staging, "-port", "0", "-admin", admin, *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                      text=True)

@@ -186,8 +186,8 @@ class Gobbler:
 
 
 def _spawn(registry: Path, staging: Path, *args: str) -> Gobbler:
-    """Start ``python -m artifacts_py.gobbler.server`` and wait for its banner line."""
-    cmd = [sys.executable, "-m", "artifacts_py.gobbler.server", "-registry", str(registry),
+    """Start ``python -m artifacts_py.servers.gobbler.server`` and wait for its banner line."""
+    cmd = [sys.executable, "-m", "artifacts_py.servers.gobbler.server", "-registry", str(registry),
            "-staging", str(staging), "-port", "0", "-admin", ADMIN, *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -241,7 +241,7 @@ def gob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gobbler]:
     proves that identities come from file ownership: daemon's upload is
     trusted and recorded as daemon's, bin's is forced onto probation.
     """
-    from artifacts_py.gobbler import launch
+    from artifacts_py.servers.gobbler import launch
 
     staging, registry = _dirs(tmp_path_factory, "main")
     launch.stop_gobbler()  # never reuse a server someone else configured

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from artifacts_py.gobbler.actions import Config, daily_purge
-from artifacts_py.gobbler.registry import go_json
+from artifacts_py.servers.gobbler.actions import Config, daily_purge
+from artifacts_py.servers.gobbler.registry import go_json
 from gobbler_helpers import RunningGobbler
 
 pyg = pytest.importorskip("pygobbler")
@@ -695,7 +695,7 @@ def _post(server, path):
 
 
 def test_flags_accept_go_and_gnu_spellings():
-    from artifacts_py.gobbler.server import parse_args
+    from artifacts_py.servers.gobbler.server import parse_args
     args = parse_args(["-registry=/r/", "--staging", "/s", "-port=0", "-admin=a,b",
                        "-prefix", "api", "-probation=3", "-host=0.0.0.0"])
     assert (args.registry, args.staging, args.port, args.admin, args.prefix, args.probation,
@@ -704,7 +704,7 @@ def test_flags_accept_go_and_gnu_spellings():
 
 
 def test_startup_errors(tmp_path):
-    run = [sys.executable, "-m", "artifacts_py.gobbler.server"]
+    run = [sys.executable, "-m", "artifacts_py.servers.gobbler.server"]
     res = subprocess.run(run + ["-registry", str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 1 and "usage" in res.stderr.lower()
     (tmp_path / "wl").write_text("relative/dir\n")
@@ -750,7 +750,7 @@ def test_daily_purge(tmp_path):
 
 
 def test_launcher_start_and_stop(tmp_path):
-    from artifacts_py.gobbler.launch import start_gobbler, stop_gobbler
+    from artifacts_py.servers.gobbler.launch import start_gobbler, stop_gobbler
     new, staging, registry, url = start_gobbler()
     try:
         assert new and url.startswith("http://127.0.0.1:")
@@ -765,7 +765,7 @@ def test_launcher_start_and_stop(tmp_path):
     with pytest.raises(Exception):
         pyg.service_info(url)
 
-    from artifacts_py.gobbler.launch import serve_in_thread
+    from artifacts_py.servers.gobbler.launch import serve_in_thread
     new, staging, registry, url = serve_in_thread()
     try:
         assert new and pyg.service_info(url) == {"staging": staging, "registry": registry}

@@ -37,7 +37,7 @@ from .client import (
     validate_version,
     version_path,
 )
-from .launch import start_gobbler, stop_gobbler
+from ..servers.gobbler.launch import start_gobbler, stop_gobbler
 
 __all__ = [
     "allocate_upload_directory", "approve_probation", "clone_version", "create_project",

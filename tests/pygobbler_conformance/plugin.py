@@ -34,7 +34,7 @@ def start_gobbler(
     ``wait``, ``version`` and ``overwrite`` concern the Go binary and are
     ignored: our launcher returns once the server is listening.
     """
-    from artifacts_py.gobbler import launch
+    from artifacts_py.servers.gobbler import launch
 
     if admin is None:
         # pygobbler's default: the current user is the administrator.
@@ -50,7 +50,7 @@ def start_gobbler(
 
 def stop_gobbler() -> None:
     """Stop the server started by :func:`start_gobbler` (no-op if none)."""
-    from artifacts_py.gobbler import launch
+    from artifacts_py.servers.gobbler import launch
 
     launch.stop_gobbler()
 
@@ -82,7 +82,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     import pygobbler
 
     return (f"pygobbler {pygobbler.__version__} from {pygobbler.__file__}; "
-            "start_gobbler -> artifacts_py.gobbler.launch")
+            "start_gobbler -> artifacts_py.servers.gobbler.launch")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -10,8 +10,8 @@ import pwd
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional
 
-from artifacts_py.gobbler.config import Config
-from artifacts_py.gobbler.registry import ActionError, ordered_uploader, parse_rfc3339
+from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.registry import ActionError, ordered_uploader, parse_rfc3339
 
 
 def user_name(uid: int, what: str) -> str:

@@ -13,18 +13,18 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from artifacts_py.gobbler.access import (
+from artifacts_py.servers.gobbler.access import (
     BAD_METADATA, enter_asset, enter_project, finish_time, latest_or_none, load_permissions,
     load_summary, recompute_latest, require_version,
 )
-from artifacts_py.gobbler.auth import is_admin_or_owner, require_admin, spoofed_identity
-from artifacts_py.gobbler.config import Config
-from artifacts_py.gobbler.registry import (
+from artifacts_py.servers.gobbler.auth import is_admin_or_owner, require_admin, spoofed_identity
+from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.registry import (
     LOCK_USAGE_NAME, ActionError, add_usage, asset_usage, dir_lock, lock, make_summary,
     parse_rfc3339, project_usage, read_latest, read_summary, subdirectories, version_usage,
     write_json, write_latest, write_log, write_usage,
 )
-from artifacts_py.gobbler.request import Request, names, optional_bool
+from artifacts_py.servers.gobbler.request import Request, names, optional_bool
 
 DAY = 86400.0
 

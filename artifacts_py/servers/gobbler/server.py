@@ -2,10 +2,10 @@
 
 A drop-in for the Go binary (``gobbler-protocol.md`` §4 and §8): the same
 flags, endpoints, status codes and headers. All the registry work lives in
-:mod:`artifacts_py.gobbler.actions`; this module only routes requests,
+:mod:`artifacts_py.servers.gobbler.actions`; this module only routes requests,
 serves static files from the registry with ``sendfile`` and runs the daily
 purge. Run it as ``artifacts-gobbler -registry R -staging S`` or
-``python -m artifacts_py.gobbler.server ...``.
+``python -m artifacts_py.servers.gobbler.server ...``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, quote, unquote
 
-from artifacts_py.gobbler.actions import (
+from artifacts_py.servers.gobbler.actions import (
     Config, RecentRequests, parse_spoof_rules, parse_whitelist, run_request, daily_purge,
 )
-from artifacts_py.gobbler.registry import ActionError
+from artifacts_py.servers.gobbler.registry import ActionError
 
 BANNER = {"name": "gobbler API", "url": "https://github.com/ArtifactDB/gobbler"}
 SNIFF_LEN = 512

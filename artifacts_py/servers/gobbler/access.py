@@ -12,8 +12,8 @@ import os
 from datetime import datetime
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple, TypeVar
 
-from artifacts_py.gobbler.config import Config
-from artifacts_py.gobbler.registry import (
+from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.registry import (
     ActionError, acquire_lock, dir_lock, newdir_lock, parse_rfc3339, read_latest, read_manifest,
     read_permissions, read_summary, release_lock, subdirectories, write_latest,
 )

@@ -11,15 +11,15 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from artifacts_py.gobbler.access import load_manifest
-from artifacts_py.gobbler.auth import require_admin
-from artifacts_py.gobbler.config import Config
-from artifacts_py.gobbler.registry import (
+from artifacts_py.servers.gobbler.access import load_manifest
+from artifacts_py.servers.gobbler.auth import require_admin
+from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.registry import (
     ActionError, add_usage, check_name, dir_lock, subdirectories,
 )
-from artifacts_py.gobbler.reindex import existing_links, rewrite_metadata
-from artifacts_py.gobbler.request import Request, optional_bool
-from artifacts_py.gobbler.walker import link_from_path, link_path, place_symlink
+from artifacts_py.servers.gobbler.reindex import existing_links, rewrite_metadata
+from artifacts_py.servers.gobbler.request import Request, optional_bool
+from artifacts_py.servers.gobbler.walker import link_from_path, link_path, place_symlink
 
 
 class _Reroute:

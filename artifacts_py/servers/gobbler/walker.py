@@ -11,9 +11,9 @@ import os
 import stat
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from artifacts_py.gobbler.access import load_manifest, load_summary
-from artifacts_py.gobbler.config import Config
-from artifacts_py.gobbler.registry import (
+from artifacts_py.servers.gobbler.access import load_manifest, load_summary
+from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.registry import (
     NOFOLLOW_DIR, NOFOLLOW_FILE, ActionError, is_local_path, is_reserved, md5_fd, md5_file,
 )
 

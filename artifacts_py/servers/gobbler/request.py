@@ -11,8 +11,8 @@ import os
 import stat
 from typing import Any, Dict, List, Optional
 
-from artifacts_py.gobbler.auth import user_name
-from artifacts_py.gobbler.registry import NOFOLLOW_FILE, ActionError, check_name
+from artifacts_py.servers.gobbler.auth import user_name
+from artifacts_py.servers.gobbler.registry import NOFOLLOW_FILE, ActionError, check_name
 
 MAX_REQUEST_BYTES = 1 << 20
 

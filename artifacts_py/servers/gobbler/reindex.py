@@ -12,17 +12,17 @@ import json
 import os
 from typing import Any, Dict, Optional, Tuple
 
-from artifacts_py.gobbler.access import (
+from artifacts_py.servers.gobbler.access import (
     enter_asset, latest_or_none, load_manifest, load_summary, read_or_500, require_version,
 )
-from artifacts_py.gobbler.auth import require_admin
-from artifacts_py.gobbler.config import Config
-from artifacts_py.gobbler.registry import (
+from artifacts_py.servers.gobbler.auth import require_admin
+from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.registry import (
     ActionError, is_local_path, is_reserved, links_by_directory, parse_rfc3339, read_json,
     write_links, write_log, write_manifest,
 )
-from artifacts_py.gobbler.request import Request, names
-from artifacts_py.gobbler.walker import VersionWalker
+from artifacts_py.servers.gobbler.request import Request, names
+from artifacts_py.servers.gobbler.walker import VersionWalker
 
 
 def existing_links(version_dir: str) -> Dict[str, Dict[str, Any]]:

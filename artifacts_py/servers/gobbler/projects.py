@@ -6,15 +6,15 @@ import os
 import time
 from typing import Any, Dict
 
-from artifacts_py.gobbler.access import enter_project, hold_asset, load_permissions
-from artifacts_py.gobbler.auth import (
+from artifacts_py.servers.gobbler.access import enter_project, hold_asset, load_permissions
+from artifacts_py.servers.gobbler.auth import (
     is_admin_or_owner, is_owner, require_admin, spoofed_identity, validate_permissions,
 )
-from artifacts_py.gobbler.config import Config
-from artifacts_py.gobbler.registry import (
+from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.registry import (
     ActionError, check_name, dir_lock, ordered_permissions, write_json,
 )
-from artifacts_py.gobbler.request import Request, names
+from artifacts_py.servers.gobbler.request import Request, names
 
 
 def create_project(cfg: Config, req: Request) -> Dict[str, Any]:

@@ -1,7 +1,7 @@
 """Start and stop a test instance of our Gobbler-compatible server.
 
 Same semantics and return tuple as pygobbler's ``start_gobbler``/``stop_gobbler``
-but nothing is downloaded: the server is ``python -m artifacts_py.gobbler.server``
+but nothing is downloaded: the server is ``python -m artifacts_py.servers.gobbler.server``
 in a child process, and readiness is its ``listening on`` line, not a sleep.
 """
 
@@ -80,7 +80,7 @@ def start_gobbler(staging: Optional[str] = None, registry: Optional[str] = None,
         if _current is not None and _current.alive():
             return False, _current.staging, _current.registry, _current.url
         staging, registry = _dirs(staging, registry)
-        cmd: List[str] = [sys.executable, "-m", "artifacts_py.gobbler.server",
+        cmd: List[str] = [sys.executable, "-m", "artifacts_py.servers.gobbler.server",
                           "-registry", registry, "-staging", staging,
                           "-port", str(port or 0), "-host", host,
                           "-admin", _admins(admin), *extra_args]
@@ -107,11 +107,11 @@ def serve_in_thread(staging: Optional[str] = None, registry: Optional[str] = Non
                     host: str = "127.0.0.1", **config: object) -> Tuple[bool, str, str, str]:
     """Like :func:`start_gobbler` but the server runs in a thread of this process.
 
-    ``config`` holds further :class:`~artifacts_py.gobbler.actions.Config`
+    ``config`` holds further :class:`~artifacts_py.servers.gobbler.actions.Config`
     fields (``whitelist``, ``spoof``, ``probation_days``, ``concurrency``).
     """
-    from artifacts_py.gobbler.actions import Config
-    from artifacts_py.gobbler.server import make_server
+    from artifacts_py.servers.gobbler.actions import Config
+    from artifacts_py.servers.gobbler.server import make_server
 
     global _current, _atexit_registered
     with _lock:

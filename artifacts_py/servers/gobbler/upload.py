@@ -15,18 +15,18 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Optional
 
-from artifacts_py.gobbler.access import enter_project, hold_asset, load_manifest, load_permissions
-from artifacts_py.gobbler.auth import (
+from artifacts_py.servers.gobbler.access import enter_project, hold_asset, load_manifest, load_permissions
+from artifacts_py.servers.gobbler.auth import (
     merge_asset_permissions, spoofed_identity, upload_trust, user_name,
 )
-from artifacts_py.gobbler.config import Config
-from artifacts_py.gobbler.registry import (
+from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.registry import (
     NOFOLLOW_DIR, NOFOLLOW_FILE, ActionError, add_usage, make_summary, manifest_usage,
     md5_file, now_rfc3339, open_beneath, read_latest, write_json, write_latest, write_links,
     write_log, write_manifest,
 )
-from artifacts_py.gobbler.request import Request, names, optional_bool
-from artifacts_py.gobbler.walker import DedupIndex, VersionWalker
+from artifacts_py.servers.gobbler.request import Request, names, optional_bool
+from artifacts_py.servers.gobbler.walker import DedupIndex, VersionWalker
 
 
 def _dedup_index(asset_dir: str) -> Optional[DedupIndex]:

@@ -30,26 +30,26 @@ import threading
 import time
 from typing import Any, Callable, Dict
 
-from artifacts_py.gobbler.access import (
+from artifacts_py.servers.gobbler.access import (
     enter_asset, enter_project, finish_time, load_manifest, load_permissions, load_summary,
     recompute_latest, require_version,
 )
-from artifacts_py.gobbler.auth import (
+from artifacts_py.servers.gobbler.auth import (
     is_admin, is_owner, merge_asset_permissions, require_admin, spoofed_identity,
     upload_trust, user_name, validate_permissions, validate_uploader,
 )
-from artifacts_py.gobbler.config import Config, SpoofRule, parse_spoof_rules, parse_whitelist
-from artifacts_py.gobbler.maintenance import (
+from artifacts_py.servers.gobbler.config import Config, SpoofRule, parse_spoof_rules, parse_whitelist
+from artifacts_py.servers.gobbler.maintenance import (
     DAY, approve_probation, daily_purge, delete_asset, delete_project, delete_version,
     purge_old_entries, purge_probation, refresh_latest, refresh_usage, reject_probation,
 )
-from artifacts_py.gobbler.projects import create_project, set_permissions
-from artifacts_py.gobbler.registry import ActionError
-from artifacts_py.gobbler.reindex import reindex_version, validate_version
-from artifacts_py.gobbler.request import MAX_REQUEST_BYTES, Request, names, optional_bool
-from artifacts_py.gobbler.reroute import reroute_links
-from artifacts_py.gobbler.upload import upload
-from artifacts_py.gobbler.walker import (
+from artifacts_py.servers.gobbler.projects import create_project, set_permissions
+from artifacts_py.servers.gobbler.registry import ActionError
+from artifacts_py.servers.gobbler.reindex import reindex_version, validate_version
+from artifacts_py.servers.gobbler.request import MAX_REQUEST_BYTES, Request, names, optional_bool
+from artifacts_py.servers.gobbler.reroute import reroute_links
+from artifacts_py.servers.gobbler.upload import upload
+from artifacts_py.servers.gobbler.walker import (
     DedupIndex, VersionWalker, final_target, link_object, link_path, link_to, place_symlink,
 )
 
