@@ -11,19 +11,31 @@ imported on first use, so ``import artifacts_py`` stays cheap.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .core import (ArtifactManager, artifact, artifact_exists, artifact_hash, artifact_path,
                    clear_artifact_cache, ensure_all_artifacts_installed,
                    ensure_artifact_installed, load_artifacts, remove_artifact, verify_artifact)
-from .depot import get_cache_dir, load_overrides, set_cache_dir
-from .errors import (ArtifactError, ArtifactNotFoundError, ArtifactsTomlError, DownloadError,
-                     GobblerError, HashMismatchError, InstallError, NotInstalledError,
-                     OfflineError, TomlNotFoundError, UnsafeArchiveError)
+from .depot import get_cache_dir, set_cache_dir
+from .errors import (ArtifactError, ArtifactNotFoundError, ArtifactsTomlError,
+                     BindingExistsError, DepotError, DownloadError, GobblerError,
+                     GobblerNotFoundError, GypsumError, GypsumNotFoundError, HashMismatchError,
+                     InstallError, InvalidArgumentError, NotInstalledError, OfflineError,
+                     PlatformError, SettingError, SourceUnavailableError, TomlNotFoundError,
+                     UnsafeArchiveError, UnsupportedArchiveError)
+from .overrides import load_overrides
 from .tomlmodel import ArtifactEntry, DownloadInfo, GobblerSource, get_artifacts_toml
 from .treehash import compute_git_tree_sha1, compute_sha256
 
-__version__ = "0.1.0"
+# Logging: modules log to ``artifacts_py.*`` at INFO/DEBUG only, so nothing is
+# printed unless the application configures logging (the CLI's -v does);
+# ``logging`` itself is not imported on the warm path.
+
+if TYPE_CHECKING:  # the lazily loaded names, with their real signatures for type checkers
+    from . import gobbler
+    from .authoring import add_artifact, create_artifact, publish_artifact, query_artifact_info
+    from .binding import add_download_source, bind_artifact, unbind_artifact
 
 # Heavier names (tomlkit, requests) are loaded when first touched (PEP 562).
 _LAZY = {
@@ -55,7 +67,10 @@ __all__ = [
     "verify_artifact", "remove_artifact", "clear_artifact_cache", "set_cache_dir",
     "get_cache_dir", "get_artifacts_toml", "load_overrides", "compute_git_tree_sha1",
     "compute_sha256", "ArtifactEntry", "DownloadInfo", "GobblerSource",
-    "ArtifactError", "ArtifactNotFoundError", "ArtifactsTomlError", "DownloadError",
-    "GobblerError", "HashMismatchError", "InstallError", "NotInstalledError", "OfflineError",
-    "TomlNotFoundError", "UnsafeArchiveError", *_LAZY,
+    "ArtifactError", "ArtifactNotFoundError", "ArtifactsTomlError", "BindingExistsError",
+    "DepotError", "DownloadError", "GobblerError", "GobblerNotFoundError", "GypsumError",
+    "GypsumNotFoundError", "HashMismatchError", "InstallError", "InvalidArgumentError",
+    "NotInstalledError", "OfflineError", "PlatformError", "SettingError",
+    "SourceUnavailableError", "TomlNotFoundError", "UnsafeArchiveError",
+    "UnsupportedArchiveError", "__version__", *_LAZY,
 ]

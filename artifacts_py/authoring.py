@@ -11,9 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from . import depot
-from .errors import ArtifactError
-from .gobbler_source import publish as publish_artifact  # upload a folder to Gobbler and bind it
+from .errors import ArtifactError, BindingExistsError, InvalidArgumentError
+from .publish import publish as publish_artifact  # upload a folder to Gobbler and bind it
 from .treehash import compute_git_tree_sha1
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -32,9 +31,10 @@ def create_artifact(directory: PathLike, archive_path: Optional[PathLike] = None
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise NotADirectoryError(f"{directory}: not a directory; create_artifact packs a folder")
+        raise InvalidArgumentError(f"{directory}: not a directory; create_artifact packs a "
+                                   "folder")
     if compression not in _COMPRESSIONS:
-        raise ValueError(f"unknown compression {compression!r}; use one of gz, bz2, xz, zst, none")
+        raise InvalidArgumentError(f"unknown compression {compression!r}; use one of gz, bz2, xz, zst, none")
     result = {"git_tree_sha1": compute_git_tree_sha1(directory)}
     if archive_path is not None:
         from .archives import create_archive
@@ -44,29 +44,14 @@ def create_artifact(directory: PathLike, archive_path: Optional[PathLike] = None
     return result
 
 
-def _fetch_tarball(url: str, *, progress: Optional[bool]) -> Dict[str, Any]:
-    """Download ``url`` once, unpack it into the depot, return its hashes and path."""
-    from . import archives, download
-
-    tarball = depot.new_download_path()
-    try:
-        got = download.download(url, tarball, progress=progress)
-        path = depot.persist(lambda tmp: archives.extract_tarball(tarball, tmp))
-    finally:
-        try:
-            os.unlink(tarball)
-        except FileNotFoundError:
-            pass
-    return {"git_tree_sha1": path.name, "sha256": got.sha256, "url": url, "path": path,
-            "size": got.size}
-
-
 def query_artifact_info(url: str, compute_tree_hash: bool = True) -> Dict[str, Any]:
     """Download a tarball and report ``sha256``, ``url`` and ``git_tree_sha1``.
 
     The unpacked tree is kept in the depot, so a later ``artifact()`` is a hit.
     """
-    info = _fetch_tarball(url, progress=None)
+    from .pin import pin_tarball
+
+    info = pin_tarball(url, progress=None)
     out = {"sha256": info["sha256"], "url": url}
     if compute_tree_hash:
         out["git_tree_sha1"] = info["git_tree_sha1"]
@@ -76,7 +61,6 @@ def query_artifact_info(url: str, compute_tree_hash: bool = True) -> Dict[str, A
 def _check_not_bound(toml_path: Path, name: str, force: bool) -> None:
     if force or not toml_path.exists():
         return
-    from .binding import BindingExistsError
     from .tomlmodel import load_file
 
     f = load_file(toml_path)
@@ -96,13 +80,16 @@ def resolve_source(tarball_url: Optional[str] = None, *, project: Optional[str] 
     """
     if tarball_url is not None:
         if project is not None:
-            raise ValueError("give either a tarball URL or project/asset/version, not both")
-        return _fetch_tarball(tarball_url, progress=progress)
-    if project is None or asset is None:
-        raise ValueError("need a tarball URL, or a Gobbler project and asset")
-    from .gobbler_source import pin_version
+            raise InvalidArgumentError("give either a tarball URL or project/asset/version, "
+                                       "not both")
+        from .pin import pin_tarball
 
-    return pin_version(project, asset, version, url=url, registry=registry, progress=progress)
+        return pin_tarball(tarball_url, progress=progress)
+    if project is None or asset is None:
+        raise InvalidArgumentError("need a tarball URL, or a Gobbler project and asset")
+    from .pin import pin_gobbler
+
+    return pin_gobbler(project, asset, version, url=url, registry=registry, progress=progress)
 
 
 def bind_resolved(toml_path: PathLike, name: str, info: Dict[str, Any], *, lazy: bool = False,
@@ -133,19 +120,21 @@ def add_artifact(toml_path: PathLike, name: str, tarball_url: Optional[str] = No
     accepted for compatibility: the download is always removed and the tree
     always kept in the depot. An existing name needs ``force``.
     """
+    from . import depot, store
+
     toml_path = Path(toml_path)
     _check_not_bound(toml_path, name, force)
-    info = resolve_source(tarball_url, project=project, asset=asset, version=version, url=url,
-                          registry=registry, progress=True if verbose else None)
-    bind_resolved(toml_path, name, info, lazy=lazy, force=force)
+    # Held from install to bind, so a concurrent gc cannot take the new tree away.
+    with store.depot_lock(depot.get_cache_dir(), exclusive=False):
+        info = resolve_source(tarball_url, project=project, asset=asset, version=version,
+                              url=url, registry=registry,
+                              progress=None if verbose else False)
+        bind_resolved(toml_path, name, info, lazy=lazy, force=force)
     if "gobbler" in info:
         g = info["gobbler"]
         return {"git_tree_sha1": info["git_tree_sha1"], "project": g["project"],
                 "asset": g["asset"], "version": g["version"], "path": info["path"]}
     return {k: info[k] for k in ("git_tree_sha1", "sha256", "url", "path")}
-
-
-
 
 
 __all__ = ["create_artifact", "add_artifact", "query_artifact_info", "publish_artifact",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ._toml import parse_toml
-from .errors import ArtifactError, ArtifactNotFoundError, ArtifactsTomlError
+from .errors import ArtifactError, ArtifactNotFoundError, ArtifactsTomlError, BindingExistsError
 from .tomlmodel import GOBBLER_KEYS, ArtifactsFile, GobblerSource, hex_problem
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -32,10 +32,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 _BOM = "\ufeff"
-
-
-class BindingExistsError(ArtifactError, ValueError):
-    """The name is already bound and ``force`` was not given."""
 
 
 # ------------------------------------------------------------- file handling
@@ -334,11 +330,14 @@ def _locked(fn: F) -> F:
     """
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .depot import install_lock
+        from .depot import get_cache_dir
+        from .store import depot_lock, named_lock
 
         path = kwargs["toml_path"] if "toml_path" in kwargs else args[0]
         key = hashlib.sha1(os.fsencode(os.path.realpath(path))).hexdigest()
-        with install_lock(f"toml-{key}"):
+        depot = get_cache_dir()
+        with depot_lock(depot, exclusive=False), \
+                named_lock(depot, f"toml-{key}", f"editing {path}"):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -394,7 +393,7 @@ def bind_artifact(toml_path: PathLike, name: str, git_tree_sha1: str,
     _give_trivia(target, trivia)
     attach()
     _save(path, doc, original, name)
-    from .depot import record_usage
+    from .usage import record_usage
 
     record_usage(path)
 

@@ -5,28 +5,24 @@ calling module), re-use its parse unless its stat changed, pick the entry,
 and ``stat`` the depot directories. No hashing, no walk, no network, and no
 import of requests, tomlkit or filelock.
 
-A miss installs through :func:`artifacts_py.depot.install`, trying each
-source in order and reporting every failure in one :class:`InstallError`.
+A miss installs through :func:`install_entry`: the entry's sources in the
+order :func:`artifacts_py.sources.plan.plan` gives, each run by
+:func:`artifacts_py.store.install` (temp dir, fill, verify, rename), every
+failure reported in one :class:`InstallError`.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, TypeVar, Union
 
 from . import depot
-from .errors import (ArtifactError, ArtifactNotFoundError, InstallError, NotInstalledError,
-                     OfflineError)
+from .errors import ArtifactError, ArtifactNotFoundError, NotInstalledError
 from .tomlmodel import (ArtifactEntry, ArtifactsFile, caller_file, load_file, resolve_toml)
 
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
-
-
-def _offline() -> bool:
-    return os.environ.get("ARTIFACTS_PY_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _split(name: str) -> Tuple[str, str]:
@@ -78,10 +74,8 @@ def ensure_artifact_installed(name: str, toml: Optional[PathLike] = None, *,
                               toml_path: Optional[PathLike] = None,
                               progress: Optional[bool] = None) -> Path:
     """Install artifact ``name`` if it is missing; return its directory."""
-    f, entry = _entry(name, _either(toml, toml_path, "toml or toml_path"))
-    path = depot.find_installed(entry.git_tree_sha1) or install_entry(entry, progress=progress)
-    depot.record_usage(f.path)
-    return path
+    return resolve(_entry(name, _either(toml, toml_path, "toml or toml_path"))[1],
+                   progress=progress)
 
 
 def ensure_all_artifacts_installed(toml: Optional[PathLike] = None, include_lazy: bool = False,
@@ -100,68 +94,46 @@ def ensure_all_artifacts_installed(toml: Optional[PathLike] = None, include_lazy
             continue
         if entry.lazy and not include_lazy:
             continue
-        out[name] = (depot.find_installed(entry.git_tree_sha1)
-                     or install_entry(entry, progress=progress))
-    depot.record_usage(f.path)
+        out[name] = resolve(entry, progress=progress)
     return out
 
 
-def install_entry(entry: ArtifactEntry, *, progress: Optional[bool] = None) -> Path:
-    """Install ``entry`` from its sources, in order; all failures in one error."""
-    from .sources import sources_for
+def resolve(entry: ArtifactEntry, *, progress: Optional[bool] = None,
+            first: Optional[Path] = None) -> Path:
+    """The entry's installed directory, installing it if needed; usage is recorded."""
+    path = depot.find_installed(entry.git_tree_sha1, first=first)
+    if path is None:
+        return install_entry(entry, progress=progress, first=first)
+    if entry.toml_path is not None:
+        from .usage import record_usage
 
-    where = f"artifact {entry.name!r} ({entry.git_tree_sha1}) from {entry.toml_path}"
-    sources = sources_for(entry, progress=progress)
+        record_usage(entry.toml_path, depot.get_cache_dir(first))
+    return path
+
+
+def install_entry(entry: ArtifactEntry, *, progress: Optional[bool] = None,
+                  first: Optional[Path] = None) -> Path:
+    """Install ``entry`` from its sources, in order; all failures in one error.
+
+    ``first`` is a depot to install into instead of the stack's first.
+    """
+    from . import store
+    from .sources.plan import plan
+    from .usage import record_usage
+
+    what = f"artifact {entry.name!r} ({entry.git_tree_sha1}) from {entry.toml_path}"
+    sources = plan(entry)
     if not sources:
         raise NotInstalledError(
-            f"{where} is not installed and has no source: add a [{entry.name}.gobbler] table "
+            f"{what} is not installed and has no source: add a [{entry.name}.gobbler] table "
             f"or a [[{entry.name}.download]] mirror (`artifacts add`)")
-    offline = _offline()
-    if not offline or any(not s.network for s in sources):
-        _check_depot(where)
-    failures: List[Tuple[str, BaseException]] = []
-    for source in sources:
-        if offline and source.network:
-            failures.append((source.label, OfflineError(
-                "skipped: ARTIFACTS_PY_OFFLINE is set and this source needs the network")))
-            continue
-        try:
-            return depot.install(entry.git_tree_sha1, source.fill, readonly=source.readonly,
-                                 label=f"{entry.name!r} from {source.label}")
-        except (ArtifactError, OSError, ValueError) as e:
-            failures.append((source.label, e))
-            if isinstance(e, OSError) and e.errno in _DISK_FULL:
-                raise _disk_full(where, failures, e.errno) from e
-    if offline and all(isinstance(e, OfflineError) for _, e in failures):
-        raise OfflineError(f"{where} is not installed, and every source needs the network "
-                           "while ARTIFACTS_PY_OFFLINE is set; unset it to download")
-    raise InstallError(f"could not install {where}; nothing was installed. Sources tried:",
-                       failures)
-
-
-def _check_depot(where: str) -> None:
-    """Fail once, naming the depot, when it cannot be written (not once per source)."""
-    target = depot.artifacts_dir()
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InstallError(
-            f"could not install {where}: cannot create {target} ({e.strerror or e}); the first "
-            "entry of ARTIFACTS_PY_DEPOT_PATH (or set_cache_dir) must be a writable "
-            "directory") from e
-
-
-_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))  # no EDQUOT on Windows
-
-
-def _disk_full(where: str, failures: List[Tuple[str, BaseException]], code: int) -> InstallError:
-    """Other sources would fail the same way: stop, and say where space is missing."""
-    err = InstallError(
-        f"could not install {where}: the depot {depot.get_cache_dir()} is full "
-        f"({os.strerror(code)}); nothing was installed. Free space (`artifacts gc`) or put "
-        f"a depot with room first in ARTIFACTS_PY_DEPOT_PATH. Sources tried:", failures)
-    err.errno = code
-    return err
+    target = depot.get_cache_dir(first)
+    with store.depot_lock(target, exclusive=False):
+        path = store.install(entry.git_tree_sha1, sources, what=what, depot=target,
+                             progress=progress, desc=entry.name)
+        if entry.toml_path is not None:  # before gc can look: it must see the tree as used
+            record_usage(entry.toml_path, target)
+    return path
 
 
 def artifact_hash(name: str, toml: Optional[PathLike] = None, *,
@@ -205,7 +177,9 @@ def verify_artifact(tree_hash: str, honor_overrides: bool = False) -> bool:
     from .treehash import compute_git_tree_sha1
 
     tree_hash = tree_hash.lower()
-    if depot.is_overridden(tree_hash) and not honor_overrides:
+    from .overrides import is_overridden
+
+    if is_overridden(tree_hash) and not honor_overrides:
         return True
     path = depot.find_installed(tree_hash, honor_overrides=honor_overrides)
     if path is None:
@@ -215,7 +189,9 @@ def verify_artifact(tree_hash: str, honor_overrides: bool = False) -> bool:
 
 def remove_artifact(tree_hash: str) -> None:
     """Delete an installed artifact from the first depot (never a shared one, never an override)."""
-    depot.remove_artifact(tree_hash)
+    from .store import remove_artifact as remove
+
+    remove(tree_hash)
 
 
 def clear_artifact_cache(name: Optional[str] = None, toml_path: Optional[PathLike] = None, *,
@@ -227,9 +203,11 @@ def clear_artifact_cache(name: Optional[str] = None, toml_path: Optional[PathLik
     same hash loses it too (it is re-installed on use); ``artifacts gc`` only
     removes what no recorded file uses.
     """
+    from .store import remove_artifact as remove
+
     f = _file(_either(toml, toml_path, "toml or toml_path"))
     for h in _bound_hashes(f, f.names() if name is None else [name]):
-        depot.remove_artifact(h)
+        remove(h)
 
 
 def _bound_hashes(f: ArtifactsFile, names: List[str]) -> List[str]:
@@ -252,8 +230,8 @@ class ArtifactManager:
 
     def __init__(self, toml_path: PathLike, cache_dir: Optional[PathLike] = None,
                  verbose: bool = False) -> None:
-        if cache_dir is not None:
-            depot.set_cache_dir(cache_dir)
+        # A depot for this manager only (fetch-artifacts' cache_dir), not the process.
+        self.cache_dir = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
         self.file = load_file(toml_path)  # a directory means the file in it
         self.toml_path = self.file.path
         self.verbose = verbose
@@ -273,15 +251,11 @@ class ArtifactManager:
     def get_path(self, name: str, download: bool = True) -> Path:
         """The artifact's directory; installs it unless ``download`` is False."""
         entry = self._get(name)
-        path = depot.find_installed(entry.git_tree_sha1)
-        if path is None:
-            if not download:
-                raise NotInstalledError(
-                    f"artifact {name!r} ({entry.git_tree_sha1}) from {self.toml_path} is not "
-                    "installed; call with download=True or run `artifacts fetch`")
-            path = install_entry(entry, progress=True if self.verbose else None)
-        depot.record_usage(self.toml_path)
-        return path
+        if not download and depot.find_installed(entry.git_tree_sha1, first=self.cache_dir) is None:
+            raise NotInstalledError(
+                f"artifact {name!r} ({entry.git_tree_sha1}) from {self.toml_path} is not "
+                "installed; call with download=True or run `artifacts fetch`")
+        return resolve(entry, progress=True if self.verbose else None, first=self.cache_dir)
 
     __getitem__ = get_path
 
@@ -291,14 +265,17 @@ class ArtifactManager:
     def exists(self, name: str) -> bool:
         """Is ``name`` bound here and installed? (False for unknown names.)"""
         try:
-            return depot.find_installed(self._get(name).git_tree_sha1) is not None
+            return depot.find_installed(self._get(name).git_tree_sha1,
+                                        first=self.cache_dir) is not None
         except ArtifactError:
             return False
 
     def clear(self, name: Optional[str] = None) -> None:
         """Remove one installed artifact, or all of this file's (unknown names: no-op)."""
+        from .store import remove_artifact as remove
+
         for h in _bound_hashes(self.file, self.file.names() if name is None else [name]):
-            depot.remove_artifact(h)
+            remove(h, depot.get_cache_dir(self.cache_dir))
 
 
 def load_artifacts(toml_path: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None,

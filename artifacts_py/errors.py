@@ -1,9 +1,10 @@
-"""One error hierarchy for artifacts-py.
+"""One error hierarchy for artifacts-py: every exception the package raises.
 
 Every error is an :class:`ArtifactError` and also the standard exception a
 caller would already catch: ``KeyError`` for an unknown name, ``ValueError``
 for malformed input or a hash mismatch, ``OSError`` for I/O and network
-trouble. Messages name the file, the artifact and what to do.
+trouble. Messages name the file, the artifact and what to do. Every class
+here is exported from :mod:`artifacts_py`.
 """
 
 from __future__ import annotations
@@ -46,23 +47,73 @@ class TomlNotFoundError(ArtifactError, FileNotFoundError):
     """No Artifacts.toml could be found."""
 
 
-class HashMismatchError(ArtifactError, ValueError):
-    """Content did not hash to what was promised (tree, sha256, md5 or size)."""
+class BindingExistsError(ArtifactError, ValueError):
+    """The name is already bound in the Artifacts.toml and ``force`` was not given."""
 
-    def __init__(self, message: str, expected: str = "", actual: str = "") -> None:
-        self.expected, self.actual = expected, actual
+
+class SettingError(ArtifactError, ValueError):
+    """An ``ARTIFACTS_PY_*`` environment variable has an unusable value."""
+
+
+class InvalidArgumentError(ArtifactError, ValueError):
+    """An argument to an API call or command is malformed (a name, a size, a hash)."""
+
+
+class HashMismatchError(ArtifactError, ValueError):
+    """Content did not hash to what was promised.
+
+    ``kind`` is what was compared (``"git-tree-sha1"``, ``"sha256"``,
+    ``"md5"``, ``"size"`` or ``"manifest"``); ``expected`` is the value that
+    was promised (by the Artifacts.toml, a manifest or a mirror entry) and
+    ``actual`` what the content gave. Build them with :func:`hash_mismatch`.
+    """
+
+    def __init__(self, message: str, expected: str = "", actual: str = "",
+                 kind: str = "") -> None:
+        self.expected, self.actual, self.kind = expected, actual, kind
         super().__init__(message)
+
+
+def hash_mismatch(kind: str, expected: object, actual: object, *, what: str,
+                  source: str = "", advice: str = "") -> HashMismatchError:
+    """The one way to build a :class:`HashMismatchError`.
+
+    ``what`` names the file or artifact (never an internal temp path),
+    ``source`` where the bytes came from, ``advice`` what to do.
+    """
+    origin = f" from {source}" if source else ""
+    message = (f"{what}{origin}: {kind} mismatch: expected {expected}, got {actual}"
+               + (f"; {advice}" if advice else ""))
+    return HashMismatchError(message, expected=str(expected), actual=str(actual), kind=kind)
 
 
 class UnsafeArchiveError(ArtifactError, ValueError):
     """A tarball tried something hostile (absolute path, ``..``, device, ...)."""
 
 
+class UnsupportedArchiveError(ArtifactError, ValueError):
+    """An archive format, compression or file type that artifacts-py cannot handle
+    (e.g. zstd without the optional ``zstandard`` package, lz4, a FIFO to archive)."""
+
+
+class PlatformError(ArtifactError, ValueError):
+    """A platform triplet or tag is invalid (Julia's ``ArgumentError`` there).
+
+    ``tag`` names the offending tag and ``char`` the forbidden character, when known.
+    """
+
+    def __init__(self, message: str, tag: Optional[str] = None,
+                 char: Optional[str] = None) -> None:
+        self.tag, self.char = tag, char
+        super().__init__(message)
+
+
 class DownloadError(ArtifactError, OSError):
     """A transfer failed (network, HTTP status, truncated body)."""
 
-    def __init__(self, message: str, url: Optional[str] = None) -> None:
-        self.url = url
+    def __init__(self, message: str, url: Optional[str] = None,
+                 status: Optional[int] = None) -> None:
+        self.url, self.status = url, status
         super().__init__(message)
 
 
@@ -72,6 +123,10 @@ class OfflineError(DownloadError, ConnectionError):
 
 class NotInstalledError(ArtifactError, FileNotFoundError):
     """The artifact is not installed and may not be installed now."""
+
+
+class SourceUnavailableError(ArtifactError, OSError):
+    """A source cannot be used on this machine (a registry not mounted, no URL)."""
 
 
 class InstallError(ArtifactError, OSError):
@@ -84,6 +139,10 @@ class InstallError(ArtifactError, OSError):
         for source, err in self.failures:
             lines.append(f"  - {source}: {err}")
         super().__init__("\n".join(lines))
+
+
+class DepotError(InstallError):
+    """The depot cannot be written or is full: no source could help."""
 
 
 class GobblerError(ArtifactError, OSError):
@@ -103,32 +162,24 @@ class GobblerNotFoundError(GobblerError, LookupError):
     """A project, asset, version or file is not in the registry."""
 
 
-__all__ = [
-    "ArtifactError", "ArtifactsTomlError", "ArtifactNotFoundError",
-    "TomlNotFoundError", "HashMismatchError", "UnsafeArchiveError",
-    "DownloadError", "OfflineError", "NotInstalledError", "InstallError",
-    "GobblerError", "GobblerNotFoundError",
-]
+class GypsumError(ArtifactError, OSError):
+    """The gypsum service refused or failed a request (``status``, ``reason``)."""
 
-
-class PlatformError(ArtifactError, ValueError):
-    """A platform triplet or tag is invalid (Julia's ``ArgumentError`` there).
-
-    ``tag`` names the offending tag and ``char`` the forbidden character, when known.
-    """
-
-    def __init__(self, message: str, tag: Optional[str] = None,
-                 char: Optional[str] = None) -> None:
-        self.tag, self.char = tag, char
+    def __init__(self, message: str, status: Optional[int] = None,
+                 reason: Optional[str] = None, url: Optional[str] = None) -> None:
+        self.status, self.reason, self.url = status, reason, url
         super().__init__(message)
 
 
-__all__ += ["PlatformError"]
+class GypsumNotFoundError(GypsumError, LookupError):
+    """A gypsum project, asset, version or file does not exist."""
 
 
-class UnsupportedArchiveError(ArtifactError, ValueError):
-    """An archive format, compression or file type that artifacts-py cannot handle
-    (e.g. zstd without the optional ``zstandard`` package, lz4, a FIFO to archive)."""
-
-
-__all__ += ["UnsupportedArchiveError"]
+__all__ = [
+    "ArtifactError", "ArtifactsTomlError", "ArtifactNotFoundError", "TomlNotFoundError",
+    "BindingExistsError", "SettingError", "InvalidArgumentError", "HashMismatchError",
+    "hash_mismatch", "UnsafeArchiveError", "UnsupportedArchiveError", "PlatformError",
+    "DownloadError", "OfflineError", "NotInstalledError", "SourceUnavailableError",
+    "InstallError", "DepotError", "GobblerError", "GobblerNotFoundError", "GypsumError",
+    "GypsumNotFoundError",
+]

@@ -1,12 +1,15 @@
 """Garbage collection of the first depot (Julia's usage-log idea).
 
 Every Artifacts.toml that resolves or binds through a depot leaves a usage
-record (:func:`artifacts_py.depot.record_usage`; Julia's ``artifact_usage.toml``
-is honoured too). ``gc`` keeps every tree
-that a still-existing recorded file binds (all platform variants), removes
-the rest, reaps crashed temp dirs older than a grace period, and can then
-evict the oldest used trees to fit a size cap. Only the first depot is ever
-touched: the others are shared, read-only caches.
+record (:func:`artifacts_py.usage.record_usage`; Julia's ``artifact_usage.toml``
+is honoured too). ``gc`` keeps every tree that a still-existing recorded file
+binds (all platform variants), removes the rest, reaps temp dirs of crashed
+installs (at once for dead processes of this host, after a grace period for
+others), removes lock files nobody holds, and can then evict the oldest used
+trees to fit a size cap. It holds the depot's lock exclusively (installs hold
+it shared), so it never removes a tree an install is writing or has just
+written. Only the first depot is ever touched: the others are shared,
+read-only caches.
 """
 
 from __future__ import annotations
@@ -16,20 +19,31 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple, TypedDict
 
-from . import depot
-from .errors import ArtifactError
+from . import depot, store
+from .errors import ArtifactError, InvalidArgumentError
 from .treehash import is_sha1_hex
+from .usage import recorded_tomls
+
+
+class TreeInfo(TypedDict):
+    """One installed tree in a gc report."""
+
+    hash: str
+    path: str
+    size: int
+    mtime: float
 
 
 @dataclass
 class GcReport:
     """What ``gc`` removed (or would remove, on a dry run) and what it kept."""
 
-    removed: List[dict] = field(default_factory=list)
-    kept: List[dict] = field(default_factory=list)
+    removed: List[TreeInfo] = field(default_factory=list)
+    kept: List[TreeInfo] = field(default_factory=list)
     temp_removed: List[str] = field(default_factory=list)
+    locks_removed: List[str] = field(default_factory=list)
     forgotten_tomls: List[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -37,10 +51,10 @@ class GcReport:
     def freed_bytes(self) -> int:
         return sum(r["size"] for r in self.removed)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> Dict[str, Any]:
         return {"dry_run": self.dry_run, "removed": self.removed, "kept": self.kept,
-                "temp_removed": self.temp_removed, "forgotten_tomls": self.forgotten_tomls,
-                "freed_bytes": self.freed_bytes}
+                "temp_removed": self.temp_removed, "locks_removed": self.locks_removed,
+                "forgotten_tomls": self.forgotten_tomls, "freed_bytes": self.freed_bytes}
 
 
 def _recorded() -> List[Tuple[Optional[Path], Path]]:
@@ -51,7 +65,7 @@ def _recorded() -> List[Tuple[Optional[Path], Path]]:
     """
     from ._toml import parse_toml
 
-    out: List[Tuple[Optional[Path], Path]] = [(r, t) for r, t, _ in depot.recorded_tomls()]
+    out: List[Tuple[Optional[Path], Path]] = [(r, t) for r, t, _ in recorded_tomls()]
     julia_log = depot.get_cache_dir() / "logs" / "artifact_usage.toml"
     if julia_log.is_file():
         out += [(None, Path(p)) for p in parse_toml(julia_log.read_bytes(), julia_log)]
@@ -97,17 +111,24 @@ def collect_garbage(dry_run: bool = False, max_size: Optional[int] = None,
     An unreadable recorded Artifacts.toml aborts the collection (nothing is
     removed) rather than risk deleting what it binds.
     """
+    with store.depot_lock(depot.get_cache_dir(), exclusive=True):
+        return _collect(dry_run, max_size, now)
+
+
+def _collect(dry_run: bool, max_size: Optional[int], now: Optional[float]) -> GcReport:
+    from .overrides import load_overrides
+
     report = GcReport(dry_run=dry_run)
     used = used_hashes(report)
     adir = depot.artifacts_dir()
-    overrides = depot.load_overrides()
+    overrides = load_overrides()
     used |= {Path(overrides[h]).name for h in used if h in overrides}  # redirected to a hash
     candidates = []
     for h in depot.installed_hashes():
         p = adir / h
         try:
-            info = {"hash": h, "path": str(p), "size": depot.tree_size(p),
-                    "mtime": os.stat(p).st_mtime}
+            info = TreeInfo(hash=h, path=str(p), size=depot.tree_size(p),
+                            mtime=os.stat(p).st_mtime)
         except FileNotFoundError:  # removed by someone else meanwhile
             continue
         if h in used:
@@ -123,28 +144,24 @@ def collect_garbage(dry_run: bool = False, max_size: Optional[int] = None,
             report.removed.append(info)
         candidates = [i for i in candidates if i not in report.removed]
     report.kept = candidates
-    for entry in depot.stale_temp_entries(now=now if now is not None else time.time()):
+    for entry in store.stale_temp_entries(now=now if now is not None else time.time()):
         report.temp_removed.append(str(entry))
+    # Nobody holds a per-hash lock now: installers hold the depot lock we hold exclusively.
+    report.locks_removed = [str(p) for p in store.stale_lock_files()]
     if not dry_run:
         for info in report.removed:
-            _remove(Path(info["path"]))
+            store.retire(Path(info["path"]))
         for entry in report.temp_removed:
-            depot.remove_tree(entry)
+            store.remove_tree(entry)
+        for lock in report.locks_removed:
+            Path(lock).unlink(missing_ok=True)
     return report
-
-
-def _remove(path: Path) -> None:
-    doomed = path.with_name(f"{depot.TEMP_PREFIX}gc-{path.name}-{os.getpid()}")
-    try:
-        os.rename(path, doomed)  # readers never see a half-deleted tree
-    except FileNotFoundError:
-        return
-    depot.remove_tree(doomed)
 
 
 def parse_size(text: str) -> int:
     """``"10G"``, ``"512MiB"``, ``"1.5T"``, ``"1000"`` -> bytes (powers of 1024)."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(I?B)?\s*", text.upper())
     if not m:
-        raise ValueError(f"{text!r} is not a size; use e.g. 500M, 10G or a number of bytes")
+        raise InvalidArgumentError(f"{text!r} is not a size; use e.g. 500M, 10G or a number "
+                                   "of bytes")
     return int(float(m.group(1)) * (1 << (10 * " KMGT".index(m.group(2) or " "))))

@@ -47,6 +47,7 @@ import sys
 from typing import (Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple,
                     TypeVar, Union)
 
+from . import settings
 from .errors import ArtifactsTomlError, PlatformError
 
 __all__ = [
@@ -64,7 +65,7 @@ T = TypeVar("T")
 CompareStrategy = Callable[[str, str, bool, bool], bool]
 
 #: Environment variable holding a triplet that replaces host detection.
-PLATFORM_ENV = "ARTIFACTS_PY_PLATFORM"
+PLATFORM_ENV = settings.PLATFORM
 
 #: Characters Julia forbids in tag names and values (``add_tag!``).
 _BAD_TAG_CHARS = "+- /<>:\"'\\|?*"
@@ -665,7 +666,7 @@ def host_platform() -> Platform:
     ``os_version`` and ``libstdcxx_version`` act as caps. Cached per value
     of the variable.
     """
-    override = os.environ.get(PLATFORM_ENV, "").strip()
+    override = settings.platform() or ""
     host = _HOST_CACHE.get(override)
     if host is None:
         host = _HOST_CACHE[override] = as_host_platform(

@@ -18,13 +18,18 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from ._toml import parse_toml
+from . import settings
 from .errors import ArtifactNotFoundError, ArtifactsTomlError, TomlNotFoundError
+from .gobbler.protocol import TABLE_KEYS as GOBBLER_KEYS
+from .gobbler.protocol import GobblerSource
+from .gobbler.protocol import check_name as check_gobbler_name
+from .gobbler.protocol import parse_table as parse_gobbler_table
+from .gobbler.protocol import url_problem
 
 TOML_NAMES = ("JuliaArtifacts.toml", "Artifacts.toml")
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", ".git")
 SITE_DIRS = ("site-packages", "dist-packages")
-TOML_ENV = "ARTIFACTS_PY_TOML"
-GOBBLER_KEYS = ("project", "asset", "version", "url", "registry")
+TOML_ENV = settings.TOML
 _RESERVED = ("git-tree-sha1", "lazy", "download", "gobbler")
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -38,20 +43,6 @@ class DownloadInfo(NamedTuple):
     url: str
     sha256: str
     size: Optional[int] = None
-
-
-class GobblerSource(NamedTuple):
-    """The ``[name.gobbler]`` table: a version in a Gobbler registry."""
-
-    project: str
-    asset: str
-    version: str
-    url: Optional[str] = None
-    registry: Optional[str] = None
-
-    @property
-    def coordinates(self) -> str:
-        return f"{self.project}/{self.asset}/{self.version}"
 
 
 class ArtifactEntry:
@@ -98,17 +89,6 @@ class ArtifactEntry:
     def installable(self) -> bool:
         """True when the entry names at least one source."""
         return bool(self.downloads or self.gobbler)
-
-
-def check_gobbler_name(value: object, what: str) -> Optional[str]:
-    """Why ``value`` is not a valid Gobbler project/asset/version name, or None."""
-    if not isinstance(value, str) or not value:
-        return f"{what} must be a non-empty string"
-    if "/" in value or "\\" in value:
-        return f"{what} {value!r} must not contain '/' or '\\'"
-    if value == "." or value.startswith(".."):
-        return f"{what} {value!r} must not be '.' or start with '..'"
-    return None
 
 
 def hex_problem(value: object, digits: int) -> Optional[str]:
@@ -158,6 +138,10 @@ def parse_binding(raw: Mapping[str, Any], name: str, path: str, where: str = "")
         url, sha256, size = item.get("url"), item.get("sha256"), item.get("size")
         if not isinstance(url, str) or not url:
             raise bad("needs a url string", f"{key}.url")
+        if url.startswith(("http://", "https://")):
+            problem = url_problem(url)
+            if problem:
+                raise bad(f"{problem}; fix the mirror's URL", f"{key}.url")
         problem = hex_problem(sha256, 64)
         if problem:
             raise bad(f"{problem}; each mirror needs the sha256 of its tarball (compute it "
@@ -166,28 +150,8 @@ def parse_binding(raw: Mapping[str, Any], name: str, path: str, where: str = "")
             raise bad(f"must be a non-negative integer, not {size!r}", f"{key}.size")
         downloads.append(DownloadInfo(url, sha256.lower(), size))
 
-    gobbler = None
     g = raw.get("gobbler")
-    if g is not None:
-        if not isinstance(g, Mapping):
-            raise bad("must be a table with project, asset and version", "gobbler")
-        unknown = sorted(set(g) - set(GOBBLER_KEYS))
-        if unknown:
-            raise bad(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(GOBBLER_KEYS)}",
-                      "gobbler")
-        for k in ("project", "asset", "version"):
-            problem = check_gobbler_name(g.get(k), k)
-            if problem:
-                raise bad(problem, f"gobbler.{k}")
-        for k in ("url", "registry"):
-            v = g.get(k)
-            if v is not None and (not isinstance(v, str) or not v):
-                raise bad("must be a non-empty string", f"gobbler.{k}")
-        url = g.get("url")
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise bad(f"{url!r} must be an http:// or https:// URL of the Gobbler REST API",
-                      "gobbler.url")
-        gobbler = GobblerSource(g["project"], g["asset"], g["version"], url, g.get("registry"))
+    gobbler = None if g is None else parse_gobbler_table(g, bad)
 
     metadata = {k: v for k, v in raw.items() if k not in _RESERVED}
     return ArtifactEntry(name=name, git_tree_sha1=sha.lower(), lazy=lazy, downloads=downloads,
@@ -348,7 +312,7 @@ def resolve_toml(toml: Optional[PathLike], caller_file: Optional[str]) -> str:
     """The Artifacts.toml to use: explicit, env var, near the caller, or cwd."""
     if toml is not None:
         return os.fspath(toml)  # load_file() looks inside a directory
-    env = os.environ.get(TOML_ENV)
+    env = settings.toml_path()
     if env:
         return env
     if caller_file:

@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from httpserver import FaultyServer
 
@@ -119,6 +119,43 @@ class GatedServer(FaultyServer):
             return self.arrived.wait_for(lambda: self.count(path) >= n, timeout=timeout)
 
 
+
+class FuncSource:
+    """A source from a plain ``fill(dest) -> tree hash or None`` (unit tests of the store)."""
+
+    label = "test fill"
+    network = False
+    readonly = False
+
+    def __init__(self, fn: Callable[[Path], Optional[str]]) -> None:
+        self.fn = fn
+
+    def fill(self, dest: Path, work: Path, bar: Any) -> Any:
+        from artifacts_py.sources.base import Filled
+
+        return Filled(self.fn(dest), 0, 0)
+
+
+def install(tree_hash: str, fn: Callable[[Path], Optional[str]]) -> Path:
+    """Install ``tree_hash`` with a plain fill function; its own error propagates."""
+    from artifacts_py import depot, store
+
+    tree_hash = depot.require_hash(tree_hash)
+    found = depot.find_installed(tree_hash, honor_overrides=False)
+    if found is not None:
+        return found
+    target = store.prepare_depot(depot.get_cache_dir(), "test")
+    return store.persist(target, tree_hash, FuncSource(fn), f"tree {tree_hash}", False)
+
+
+def persist(fn: Callable[[Path], Optional[str]]) -> Path:
+    """Install a tree whose hash is not known yet, with a plain fill function."""
+    from artifacts_py import depot, store
+
+    target = store.prepare_depot(depot.get_cache_dir(), "test")
+    return store.persist(target, None, FuncSource(fn), "test tree", False)
+
+
 def worker(name: str, toml: str, env: Dict[str, str], barrier, results, no_lock: bool) -> None:
     """Child process body: wait at the barrier, resolve, report (path, verified).
 
@@ -132,8 +169,11 @@ def worker(name: str, toml: str, env: Dict[str, str], barrier, results, no_lock:
     for key in [k for k in os.environ if k.startswith("ARTIFACTS_PY_")]:
         del os.environ[key]
     os.environ.update(env)
-    if no_lock:  # prove correctness does not rest on the lock
-        depot.install_lock = lambda _h: contextlib.nullcontext()  # type: ignore[assignment]
+    if no_lock:  # prove correctness does not rest on the locks
+        from artifacts_py import store
+
+        store._hash_lock = lambda *_a: contextlib.nullcontext()  # type: ignore[assignment]
+        store.depot_lock = lambda *_a, **_k: contextlib.nullcontext()  # type: ignore[assignment]
     barrier.wait()
     try:
         path = core.artifact(name, toml)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from artifacts_py import depot
+from artifacts_py import depot, overrides, store, usage
 from artifacts_py.binding import (BindingExistsError, add_download_source, bind_artifact,
                                   unbind_artifact)
 from artifacts_py.errors import ArtifactNotFoundError, ArtifactsTomlError
@@ -255,7 +255,7 @@ def test_several_mirrors_and_lazy(tmp_path):
 def test_bind_records_usage_for_gc(tmp_path):
     p = tmp_path / "Artifacts.toml"
     bind_artifact(p, "A", H1)
-    assert str(p.resolve()) in [str(t.resolve()) for _, t, _ in depot.recorded_tomls()]
+    assert str(p.resolve()) in [str(t.resolve()) for _, t, _ in usage.recorded_tomls()]
 
 
 # ------------------------------------------------------------ platform variants

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import artifacts_py
-from artifacts_py import depot
+from artifacts_py import depot, overrides, store, usage
 from artifacts_py.archives import extract_tarball
 from artifacts_py.errors import ArtifactsTomlError, HashMismatchError
 from artifacts_py.treehash import compute_git_tree_sha1
-from core_helpers import (depot_leftovers, installed, make_tarball, make_tree, snapshot,
+from core_helpers import (depot_leftovers, install, installed, make_tarball, make_tree, persist, snapshot,
                           write_toml)
 from httpserver import http_server  # noqa: F401  (fixture)
 
@@ -185,10 +185,10 @@ def test_existing_destination_counts_as_success(isolated_depot, tmp_path):
         os.rename(other, dest)  # the rival's rename lands first
         return extract_tarball(archive, tmp)
 
-    assert depot.install(tree, fill) == dest
+    assert install(tree, fill) == dest
     assert compute_git_tree_sha1(dest) == tree
     assert depot_leftovers(isolated_depot) == []
-    assert depot.install(tree, lambda tmp: pytest.fail("a hit must not fill")) == dest
+    assert install(tree, lambda tmp: pytest.fail("a hit must not fill")) == dest
 
 
 def test_failed_fill_and_mismatch_leave_nothing(isolated_depot, tmp_path):
@@ -201,14 +201,14 @@ def test_failed_fill_and_mismatch_leave_nothing(isolated_depot, tmp_path):
         raise OSError("connection lost half way")
 
     with pytest.raises(OSError, match="half way"):
-        depot.install(tree, broken)
+        install(tree, broken)
     with pytest.raises(HashMismatchError, match=tree):
-        depot.install("f" * 40, lambda tmp: extract_tarball(archive, tmp))
+        install("f" * 40, lambda tmp: extract_tarball(archive, tmp))
     # fill may return None: then the directory is hashed on disk.
     with pytest.raises(HashMismatchError):
-        depot.install("f" * 40, lambda tmp: (extract_tarball(archive, tmp), None)[1])
+        install("f" * 40, lambda tmp: (extract_tarball(archive, tmp), None)[1])
     assert installed(isolated_depot) == [] and depot_leftovers(isolated_depot) == []
-    assert depot.install(tree, lambda tmp: (extract_tarball(archive, tmp), None)[1]).name == tree
+    assert install(tree, lambda tmp: (extract_tarball(archive, tmp), None)[1]).name == tree
 
 
 def test_temp_entries_are_not_artifacts(isolated_depot, tmp_path, capsys):
@@ -217,10 +217,10 @@ def test_temp_entries_are_not_artifacts(isolated_depot, tmp_path, capsys):
     data, tree, _ = make_tarball(tmp_path)
     archive = tmp_path / "t.tar.gz"
     archive.write_bytes(data)
-    depot.install(tree, lambda tmp: extract_tarball(archive, tmp))
+    install(tree, lambda tmp: extract_tarball(archive, tmp))
     adir = isolated_depot / "artifacts"
-    (adir / f"{depot.TEMP_PREFIX}crashed").mkdir()
-    (adir / f"{depot.DOWNLOAD_PREFIX}crashed").write_bytes(b"partial")
+    (adir / f"{store.TEMP_PREFIX}crashed").mkdir()
+    (adir / f"{store.DOWNLOAD_PREFIX}crashed").write_bytes(b"partial")
     (adir / ("e" * 40 + ".pid")).write_text("1")  # Julia's pidlock file
 
     assert depot.installed_hashes() == [tree]
@@ -228,13 +228,13 @@ def test_temp_entries_are_not_artifacts(isolated_depot, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["hash"] for r in rows] == [tree]
     # Only leftovers older than the grace period are stale (gc may reap them).
-    os.utime(adir / f"{depot.TEMP_PREFIX}crashed", (0, 0))
-    assert depot.stale_temp_entries() == [adir / f"{depot.TEMP_PREFIX}crashed"]
+    os.utime(adir / f"{store.TEMP_PREFIX}crashed", (0, 0))
+    assert store.stale_temp_entries() == [adir / f"{store.TEMP_PREFIX}crashed"]
 
 
 def test_persist_files_readonly_dir_mode(isolated_depot, tmp_path):
     src = make_tree(tmp_path / "src")
-    path = depot.persist(lambda tmp: (shutil.copytree(src, tmp, symlinks=True,
+    path = persist(lambda tmp: (shutil.copytree(src, tmp, symlinks=True,
                                                       dirs_exist_ok=True), None)[1])
     assert path.name == compute_git_tree_sha1(src)
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(path.parent.stat().st_mode)
@@ -244,7 +244,7 @@ def test_persist_files_readonly_dir_mode(isolated_depot, tmp_path):
             if not p.is_symlink():
                 assert not p.stat().st_mode & 0o222, p
     # Persisting the same tree again returns the existing one and leaves nothing.
-    again = depot.persist(lambda tmp: (shutil.copytree(src, tmp, symlinks=True,
+    again = persist(lambda tmp: (shutil.copytree(src, tmp, symlinks=True,
                                                        dirs_exist_ok=True), None)[1])
     assert again == path and depot_leftovers(isolated_depot) == []
 
@@ -253,9 +253,9 @@ def test_persist_files_readonly_dir_mode(isolated_depot, tmp_path):
 def test_non_hashes_never_become_paths(isolated_depot, tmp_path, bad):
     (isolated_depot / "logs").mkdir()
     before = snapshot(isolated_depot)
-    for call in (depot.remove_artifact, artifacts_py.remove_artifact, artifacts_py.artifact_path,
+    for call in (store.remove_artifact, artifacts_py.remove_artifact, artifacts_py.artifact_path,
                  artifacts_py.verify_artifact, depot.find_installed,
-                 lambda h: depot.install(h, lambda tmp: None)):
+                 lambda h: install(h, lambda tmp: None)):
         with pytest.raises(ValueError, match="40-digit hex"):
             call(bad)
     assert snapshot(isolated_depot) == before

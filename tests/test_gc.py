@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from artifacts_py import depot
+from artifacts_py import depot, overrides, store, usage
+from core_helpers import persist
 from artifacts_py.binding import bind_artifact
 from artifacts_py.core import artifact
 from artifacts_py.errors import ArtifactsTomlError
@@ -17,7 +18,7 @@ from artifacts_py.gc import collect_garbage, parse_size, used_hashes
 
 def install(content: bytes) -> str:
     """Install a one-file tree in the first depot; return its hash."""
-    return depot.persist(lambda tmp: (tmp / "data.bin").write_bytes(content) and None).name
+    return persist(lambda tmp: (tmp / "data.bin").write_bytes(content) and None).name
 
 
 def installed() -> set:
@@ -82,7 +83,7 @@ def test_deleted_toml_is_forgotten_and_its_trees_go(tmp_path):
     report = collect_garbage()
     assert report.forgotten_tomls == [str(p)]
     assert h not in installed()
-    assert depot.recorded_tomls() == []
+    assert usage.recorded_tomls() == []
 
 
 def test_unreadable_toml_aborts_without_removing(tmp_path):
@@ -137,8 +138,8 @@ def test_old_temp_leftovers_are_reaped_young_ones_kept():
         (d / "part").write_text("half")
     for f in (old_dl, young_dl):
         f.write_bytes(b"partial")
-    age(old_dir, depot.TEMP_GRACE_SECONDS + 60)
-    age(old_dl, depot.TEMP_GRACE_SECONDS + 60)
+    age(old_dir, store.TEMP_GRACE_SECONDS + 60)
+    age(old_dl, store.TEMP_GRACE_SECONDS + 60)
 
     dry = collect_garbage(dry_run=True)
     assert sorted(dry.temp_removed) == sorted([str(old_dir), str(old_dl)])
@@ -154,7 +155,7 @@ def test_override_target_is_kept(tmp_path):
     pinned = "e" * 40
     bind_artifact(p, "O", pinned)
     (depot.artifacts_dir() / "Overrides.toml").write_text(f'{pinned} = "{target}"\n')
-    depot.load_overrides(force=True)
+    overrides.load_overrides(force=True)
     assert used_hashes() == {pinned}
     collect_garbage()
     assert target in installed()

@@ -27,7 +27,7 @@ from artifacts_py import cli, core, depot, gobbler
 from artifacts_py.binding import bind_artifact
 from artifacts_py.errors import (GobblerError, GobblerNotFoundError, HashMismatchError,
                                  InstallError, OfflineError)
-from artifacts_py.gobbler_source import pin_version
+from artifacts_py.pin import pin_gobbler as pin_version
 from artifacts_py.tomlmodel import load_file
 from artifacts_py.treehash import compute_git_tree_sha1
 from gobbler_fixtures import SAMPLE, CountingProxy, make_sample, resolve_worker
@@ -170,7 +170,7 @@ def test_rest_retries_a_failed_file_and_resumes_a_broken_one(gob, proxy, tmp_pat
 
 def test_rest_downloads_in_parallel_on_a_bounded_pool_of_kept_alive_connections(gob, proxy,
                                                                                tmp_path):
-    from artifacts_py.gobbler_source import WORKERS
+    from artifacts_py.sources.gobbler_rest import WORKERS
 
     files = {f"part/{i:03d}.txt": f"file {i}\n".encode() for i in range(5 * WORKERS)}
     _, pub = _publish(gob, tmp_path, "many", files=files, toml=tmp_path / "pub.toml")
@@ -217,7 +217,7 @@ def test_version_replaced_under_the_same_name_fails_the_tree_hash(gob, tmp_path)
     with pytest.raises(InstallError) as e:
         artifacts_py.artifact("Data", toml)
     msg = str(e.value)
-    assert msg.count("tree hash mismatch") == 2 and pub["git_tree_sha1"] in msg
+    assert msg.count("git-tree-sha1 mismatch") == 2 and pub["git_tree_sha1"] in msg
     assert _installed(Path(os.environ["ARTIFACTS_PY_DEPOT_PATH"])) == []
 
 
@@ -309,9 +309,9 @@ def test_one_progress_bar_for_the_artifact_on_a_terminal(gob, tmp_path):
     argv = [sys.executable, "-m", "artifacts_py.cli", "fetch", "--toml", str(toml)]
     rc, shown = _stderr_on_a_terminal(argv, env)
     assert rc == 0, shown
-    # Every drawing is of one bar, named after the version, counting the whole artifact.
+    # Every drawing is of one bar, named after the artifact, counting the whole artifact.
     bars = set(re.findall(r"(\S+): +\d+%\|[^|]*\| *\S+/(\S+) \[", shown))
-    assert bars == {(f"{PROJECT}/bar/v1", "1.00M")}, shown
+    assert bars == {("Data", "1.00M")}, shown
     # Not a terminal: no bar at all.
     env["ARTIFACTS_PY_DEPOT_PATH"] = str(tmp_path / "d2")
     quiet = subprocess.run(argv, capture_output=True, env=env, timeout=60)
@@ -456,7 +456,7 @@ def test_pin_latest_of_an_asset_with_no_latest_version_says_so(gob, tmp_path):
 
 
 def test_publish_check_names_files_the_manifest_disagrees_with(gob, tmp_path):
-    from artifacts_py.gobbler_source import _check_uploaded, gobbler_view, hash_view
+    from artifacts_py.publish import _check_uploaded, gobbler_view, hash_view
     from artifacts_py.tomlmodel import GobblerSource
 
     _, pub = _publish(gob, tmp_path, "check")
@@ -475,7 +475,7 @@ def test_publish_check_names_files_the_manifest_disagrees_with(gob, tmp_path):
 def test_registry_copy_falls_back_to_a_buffered_copy(tmp_path, monkeypatch, kernel):
     import errno
 
-    from artifacts_py.gobbler_source import _copy_and_hash
+    from artifacts_py.fill import copy_and_hash as _copy_and_hash
 
     data = SAMPLE["big.bin"] * 3
     src = tmp_path / "src.bin"

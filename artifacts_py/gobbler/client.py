@@ -7,8 +7,10 @@ Function and argument names follow pygobbler 0.1.11. Differences, all fixes:
   the cache; a mismatch raises :class:`~artifacts_py.errors.HashMismatchError`.
 * ``/fetch`` paths are percent-encoded segment by segment.
 * ``fetch_directory`` is driven by the manifest, downloads in parallel threads
-  (one keep-alive ``requests.Session`` per thread, with urllib3 retries and
-  timeouts) and recreates empty directories.
+  and recreates empty directories.
+* Every request goes through artifacts-py's one transport
+  (:mod:`artifacts_py.transport`): keep-alive pools, retries of reads,
+  timeouts, proxies, and ``ARTIFACTS_PY_OFFLINE`` (refused before any socket).
 * ``list_files`` always returns a list and filters by ``prefix`` correctly.
 * ``set_permissions(append=True)`` copes with ``"uploaders": null``.
 * ``clone_version`` makes real empty directories for empty-directory entries.
@@ -30,9 +32,8 @@ Cache layout (remote mode)::
 A file appears under ``REGISTRY`` only after it has been verified (it is
 written under ``TEMP`` and renamed into place), so presence means verified.
 ``..complete`` marks a directory fetched in full by :func:`fetch_directory`.
-The default ``cache`` is ``platformdirs.user_cache_dir("artifacts-py")/gobbler``.
-
-``requests`` is imported lazily: importing this module is cheap.
+The default ``cache`` is ``<first depot>/gobbler``, inside the depot stack
+(``artifacts ls`` and ``gc`` see it).
 """
 
 from __future__ import annotations
@@ -48,48 +49,20 @@ import threading
 import urllib.parse
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from ..errors import GobblerError, GobblerNotFoundError, HashMismatchError
+from .. import transport
+from ..errors import (DownloadError, GobblerError, GobblerNotFoundError, OfflineError,
+                      hash_mismatch)
+from ..transport import Response
+from .protocol import fetch_url
+from .protocol import skipped as _skipped
 
 CHUNK_SIZE = 1 << 20
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
-GET_RETRIES = 5
 _COMPLETE = "..complete"
 
-_thread_state = threading.local()
-
 
 # --------------------------------------------------------------------------
-# HTTP plumbing
+# HTTP plumbing: the one transport
 # --------------------------------------------------------------------------
-
-def _session() -> Any:
-    """The calling thread's ``requests.Session`` (created on first use).
-
-    GET/HEAD are retried on connection and read errors and on 429/502/503/504,
-    honouring ``Retry-After``. POSTs never are: ``/new`` gets a retry-less
-    adapter, mounted per service URL in :func:`_post_new`.
-    """
-    session = getattr(_thread_state, "session", None)
-    if session is None:
-        import requests
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
-
-        retry = Retry(
-            total=GET_RETRIES, connect=GET_RETRIES, read=GET_RETRIES,
-            status=GET_RETRIES, backoff_factor=0.25,
-            status_forcelist=(429, 502, 503, 504),
-            allowed_methods=frozenset({"GET", "HEAD"}),
-            respect_retry_after_header=True, raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry)
-        session = requests.Session()
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        _thread_state.session = session
-    return session
-
 
 def _base(url: Optional[str]) -> str:
     if not url:
@@ -100,79 +73,59 @@ def _base(url: Optional[str]) -> str:
 
 def _fetch_url(url: str, path: str) -> str:
     """``{url}/fetch/<path>`` with every segment percent-encoded."""
-    segments = [urllib.parse.quote(s, safe="") for s in path.strip("/").split("/")]
-    return _base(url) + "/fetch/" + "/".join(segments)
+    return fetch_url(_base(url), path)
 
 
-def _reason_of(res: Any) -> str:
+def _reason_of(res: Response) -> str:
     """The service's explanation: JSON ``reason`` whatever the content type, else the text."""
-    text = res.text or ""
     try:
-        body = json.loads(text)
+        body = res.json()
     except ValueError:
         body = None
     if isinstance(body, dict) and body.get("reason") is not None:
         return str(body["reason"])
-    return text.strip() or str(res.reason or "")
+    return res.text.strip() or res.reason
 
 
-def _error_from(res: Any, what: str) -> GobblerError:
+def _error_from(res: Response, what: str) -> GobblerError:
     reason = _reason_of(res)
-    cls = GobblerNotFoundError if res.status_code == 404 else GobblerError
-    return cls(f"gobbler {what} failed (HTTP {res.status_code}): {reason}",
-               status=res.status_code, reason=reason, url=res.url)
+    cls = GobblerNotFoundError if res.status == 404 else GobblerError
+    return cls(f"gobbler {what} failed (HTTP {res.status}): {reason}",
+               status=res.status, reason=reason, url=res.url)
 
 
-def _unreachable(exc: Exception, url: str, what: str) -> GobblerError:
-    return GobblerError(f"gobbler {what} failed: cannot reach {url} ({exc}); "
-                        "check that the service is running and the URL is right",
-                        url=url)
+def _call(method: str, url: str, what: str, *, fields: Optional[Dict[str, str]] = None,
+          retry: bool = True, wait: bool = False) -> Response:
+    """One request through the transport; GobblerError on status >= 300 or no answer.
 
-
-def _get(url: str, what: str, params: Optional[Dict[str, str]] = None,
-         stream: bool = False) -> Any:
-    """GET with retries and timeouts; raises GobblerError on status >= 300."""
-    import requests
-
+    ``wait``: no read timeout (an action runs as long as it needs).
+    """
     try:
-        res = _session().get(url, params=params, stream=stream,
-                             timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
-    except requests.RequestException as exc:
-        raise _unreachable(exc, url, what) from exc
-    if res.status_code >= 300:
-        try:
-            raise _error_from(res, what)
-        finally:
-            res.close()
+        res = transport.default().request(method, url, fields=fields, retry=retry,
+                                          read_timeout=None if wait else "default")
+    except OfflineError:
+        raise
+    except DownloadError as exc:
+        raise GobblerError(f"gobbler {what} failed: {exc}; check that the service is running "
+                           "and the URL is right", url=url) from None
+    if res.status >= 300:
+        raise _error_from(res, what)
     return res
 
 
 def _get_json(url: str, what: str, params: Optional[Dict[str, str]] = None) -> Any:
-    res = _get(url, what, params=params)
+    res = _call("GET", url, what, fields=params)
     try:
         return res.json()
-    except ValueError as exc:
+    except ValueError:
         raise GobblerError(f"gobbler {what}: {res.url} did not return JSON",
-                           status=res.status_code, url=res.url) from exc
+                           status=res.status, url=res.url) from None
 
 
 def _post_new(url: str, name: str, what: str) -> Dict[str, Any]:
-    """``POST {url}/new/<name>``: no retries, no read timeout (actions are synchronous)."""
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    session = _session()
-    new_prefix = _base(url) + "/new/"
-    if new_prefix not in session.adapters:
-        # Longest prefix wins in requests, so this beats the retrying adapter.
-        session.mount(new_prefix, HTTPAdapter(max_retries=0))
-    target = new_prefix + urllib.parse.quote(name, safe="")
-    try:
-        res = session.post(target, timeout=(CONNECT_TIMEOUT, None))
-    except requests.RequestException as exc:
-        raise _unreachable(exc, target, what) from exc
-    if res.status_code >= 300:
-        raise _error_from(res, what)
+    """``POST {url}/new/<name>``: never retried, no read timeout (actions are synchronous)."""
+    target = _base(url) + "/new/" + urllib.parse.quote(name, safe="")
+    res = _call("POST", target, what, retry=False, wait=True)
     try:
         body = res.json()
     except ValueError:
@@ -217,10 +170,10 @@ def _remote_base(url: Optional[str], registry: Optional[str]) -> str:
 
 def _cache_root(cache: Optional[str], url: str) -> str:
     if cache is None:
-        import platformdirs
+        from ..depot import get_cache_dir
 
-        cache = os.path.join(platformdirs.user_cache_dir("artifacts-py"), "gobbler")
-    return os.path.join(cache, urllib.parse.quote_plus(_base(url)))
+        cache = os.path.join(get_cache_dir(), "gobbler")
+    return os.path.join(cache, urllib.parse.quote(_base(url), safe=""))
 
 
 def _create_exclusive(directory: str, prefix: str) -> Tuple[int, str]:
@@ -258,22 +211,17 @@ def _download(url: str, path: str, root: str, expected: Optional[Dict[str, Any]]
     os.makedirs(os.path.dirname(target), exist_ok=True)
     source = _fetch_url(url, path)
     fd, temp = _create_exclusive(tempdir, "part-")
+    os.close(fd)
     try:
-        md5, size = hashlib.md5(), 0
-        with os.fdopen(fd, "wb") as out:
-            res = _get(source, what, stream=True)
-            with res:
-                try:
-                    for chunk in res.iter_content(CHUNK_SIZE):
-                        out.write(chunk)
-                        md5.update(chunk)
-                        size += len(chunk)
-                except Exception as exc:  # requests/urllib3 errors mid-body
-                    raise GobblerError(f"gobbler {what}: transfer of {source} broke off "
-                                       f"after {size} bytes ({exc}); try again",
-                                       url=source) from exc
+        try:
+            got = transport.download(source, temp, hashers=(hashlib.md5,), compute_sha256=False)
+        except OfflineError:
+            raise
+        except DownloadError as exc:
+            cls = GobblerNotFoundError if exc.status == 404 else GobblerError
+            raise cls(f"gobbler {what} failed: {exc}", status=exc.status, url=source) from None
         if expected is not None:
-            _check_digest(path, expected, size, md5.hexdigest())
+            _check_digest(path, expected, got.size, got.digests[0].hexdigest())
         os.replace(temp, target)
     finally:
         _remove_quietly(temp)
@@ -285,12 +233,14 @@ def _check_digest(path: str, expected: Dict[str, Any], size: int, md5: str) -> N
     if size == want_size and md5 == want_md5:
         return
     parts = unpack_path(path)
-    raise HashMismatchError(
-        f"{parts['project']}/{parts['asset']}/{parts['version']}: file {parts['path']!r} "
-        f"does not match the version's ..manifest (expected {want_size} bytes, md5 "
-        f"{want_md5}; got {size} bytes, md5 {md5}); the registry copy is damaged, "
-        "ask the Gobbler administrator to run validate_version",
-        expected=f"{want_size}:{want_md5}", actual=f"{size}:{md5}")
+    kind, want, got = (("size", f"{want_size} bytes", f"{size} bytes") if size != want_size
+                       else ("md5", want_md5, md5))
+    raise hash_mismatch(kind, want, got,
+                        what=f"{parts['project']}/{parts['asset']}/{parts['version']}: file "
+                             f"{parts['path']!r}",
+                        advice="it does not match the version's ..manifest; the registry copy "
+                               "is damaged, ask the Gobbler administrator to run "
+                               "validate_version")
 
 
 def _read_json(path: str, what: str) -> Any:
@@ -841,10 +791,6 @@ def allocate_upload_directory(staging: str, create: bool = True) -> str:
             return path
         except FileExistsError:
             continue
-
-
-def _skipped(name: str, ignore_dot: bool) -> bool:
-    return name.startswith("..") or (ignore_dot and name.startswith("."))
 
 
 def _inside(path: str, top: str) -> bool:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from artifacts_py.download import DownloadResult, download, make_session, offline
+from artifacts_py import settings
+from artifacts_py.transport import DownloadResult, Transport, download
 from artifacts_py.errors import DownloadError, HashMismatchError, OfflineError
 from artifacts_py.treehash import blob_header
 from httpserver import FaultyServer, http_server  # noqa: F401  (fixture)
@@ -25,7 +26,7 @@ CUT = 100_000  # where truncated/stalled responses stop
 
 def fast_session(retries: int = 3):
     """Same policy as the default session, with tiny backoff to keep tests quick."""
-    return make_session(retries=retries, backoff_factor=0.01)
+    return Transport(retries=retries, backoff_factor=0.01)
 
 
 def ranges(server: FaultyServer, path: str) -> list:
@@ -87,7 +88,7 @@ def test_stalled_body_times_out_and_resumes(http_server, tmp_path):
     url = http_server.add("/s.bin", DATA, stall_after=CUT, stall_first=1)
     dest = tmp_path / "s.bin"
     start = time.monotonic()
-    download(url, dest, sha256=SHA, timeout=(2, 0.5))
+    download(url, dest, sha256=SHA, transport=Transport(timeout=0.5))
     assert time.monotonic() - start < 5
     assert dest.read_bytes() == DATA
     assert ranges(http_server, "/s.bin") == [None, f"bytes={CUT}-"]
@@ -106,7 +107,7 @@ def test_gives_up_after_attempts_and_removes_partial_file(http_server, tmp_path)
 def test_server_errors_are_retried(http_server, tmp_path):
     url = http_server.add("/r.bin", DATA, fail_first=2, status=500)
     dest = tmp_path / "r.bin"
-    download(url, dest, sha256=SHA, session=fast_session())
+    download(url, dest, sha256=SHA, transport=fast_session())
     assert dest.read_bytes() == DATA
     assert http_server.count("/r.bin") == 3
 
@@ -114,7 +115,7 @@ def test_server_errors_are_retried(http_server, tmp_path):
 def test_429_retry_after_is_honoured(http_server, tmp_path):
     url = http_server.add("/429.bin", DATA, fail_first=1, status=429, retry_after=1)
     start = time.monotonic()
-    download(url, tmp_path / "x", sha256=SHA, session=fast_session())
+    download(url, tmp_path / "x", sha256=SHA, transport=fast_session())
     assert time.monotonic() - start >= 0.95
     assert http_server.count("/429.bin") == 2
 
@@ -122,7 +123,7 @@ def test_429_retry_after_is_honoured(http_server, tmp_path):
 def test_404_fails_at_once_with_clear_message(http_server, tmp_path):
     url = http_server.url("/missing.bin")
     with pytest.raises(DownloadError) as exc:
-        download(url, tmp_path / "x", session=fast_session())
+        download(url, tmp_path / "x", transport=fast_session())
     msg = str(exc.value)
     assert f"{url}: HTTP 404" in msg and "\n" not in msg
     assert exc.value.url == url
@@ -133,7 +134,7 @@ def test_404_fails_at_once_with_clear_message(http_server, tmp_path):
 def test_persistent_503_fails_after_retry_budget(http_server, tmp_path):
     url = http_server.add("/503.bin", DATA, status=503)
     with pytest.raises(DownloadError) as exc:
-        download(url, tmp_path / "x", session=fast_session(retries=2))
+        download(url, tmp_path / "x", transport=fast_session(retries=2))
     msg = str(exc.value)
     assert f"{url}: HTTP 503 Service Unavailable" in msg and "try again later" in msg
     assert http_server.count("/503.bin") == 3  # first try + 2 retries
@@ -153,7 +154,7 @@ def test_connection_refused_is_quick_and_readable(tmp_path):
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/x.bin"
         start = time.monotonic()
         with pytest.raises(DownloadError) as exc:
-            download(url, tmp_path / "x", session=fast_session(retries=1))
+            download(url, tmp_path / "x", transport=fast_session(retries=1))
     assert time.monotonic() - start < 3
     msg = str(exc.value)
     assert url in msg and "refused" in msg.lower()
@@ -164,7 +165,7 @@ def test_connection_refused_is_quick_and_readable(tmp_path):
 def test_offline_refuses_before_any_request(http_server, tmp_path, monkeypatch, value):
     url = http_server.add("/o.bin", DATA)
     monkeypatch.setenv("ARTIFACTS_PY_OFFLINE", value)
-    assert offline()
+    assert settings.offline()
     with pytest.raises(OfflineError) as exc:
         download(url, tmp_path / "o.bin")
     assert url in str(exc.value) and "ARTIFACTS_PY_OFFLINE" in str(exc.value)
@@ -174,9 +175,9 @@ def test_offline_refuses_before_any_request(http_server, tmp_path, monkeypatch, 
 
 def test_offline_is_read_each_call(monkeypatch):
     monkeypatch.setenv("ARTIFACTS_PY_OFFLINE", "0")
-    assert not offline()
+    assert not settings.offline()
     monkeypatch.setenv("ARTIFACTS_PY_OFFLINE", "on")
-    assert offline()
+    assert settings.offline()
 
 
 def test_extra_hashers_match_hashlib(http_server, tmp_path):
@@ -201,12 +202,11 @@ def test_file_url(tmp_path, monkeypatch):
     assert "nope.bin" in str(exc.value)
 
 
-def test_progress_bar_only_when_asked(http_server, tmp_path, capsys):
-    url = http_server.add("/p.bin", DATA)
-    download(url, tmp_path / "p1", progress=True, desc="fetching-p")
-    assert "fetching-p" in capsys.readouterr().err
-    download(url, tmp_path / "p2", progress=False, desc="fetching-p")
-    assert capsys.readouterr().err == ""
+def test_progress_hook_sees_every_byte_and_the_total(http_server, tmp_path):
+    url = http_server.add("/p.bin", DATA, truncate_first=1, truncate_at=CUT)
+    seen, totals = [], []
+    download(url, tmp_path / "p1", on_bytes=seen.append, on_total=totals.append)
+    assert sum(seen) == len(DATA) and totals and totals[-1] == len(DATA)
 
 
 def test_proxy_from_the_environment_is_used(http_server, tmp_path, monkeypatch):
@@ -218,7 +218,7 @@ def test_proxy_from_the_environment_is_used(http_server, tmp_path, monkeypatch):
     url = "http://files.example.invalid/via-proxy.bin"  # resolvable only by the proxy
     assert download(url, tmp_path / "x", sha256=SHA).size == len(DATA)
     assert [r.path for r in http_server.requests] == [url]  # absolute form: a proxy request
-    assert make_session().get_small(url, len(DATA)) is None  # the lean path never proxies
+    assert Transport().get_small(url, len(DATA)) is None  # the lean path never proxies
 
 
 def test_no_proxy_goes_direct(http_server, tmp_path, monkeypatch):
@@ -227,7 +227,7 @@ def test_no_proxy_goes_direct(http_server, tmp_path, monkeypatch):
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
-    assert download(url, tmp_path / "x", sha256=SHA, session=fast_session(retries=0)).size == len(DATA)
+    assert download(url, tmp_path / "x", sha256=SHA, transport=fast_session(retries=0)).size == len(DATA)
     assert [r.path for r in http_server.requests] == ["/direct.bin"]
 
 
@@ -238,7 +238,7 @@ def test_get_small_answers_only_a_plain_complete_200(http_server, monkeypatch):
     ok = http_server.add("/ok.bin", small)
     cut = http_server.add("/cut.bin", small, truncate_first=1, truncate_at=100)
     busy = http_server.add("/busy.bin", small, fail_first=1, status=503)
-    s = make_session()
+    s = Transport()
     assert s.get_small(ok, len(small)) == small
     assert s.get_small(ok, len(small) + 1) is None  # the manifest says otherwise: not read
     assert s.get_small(cut, len(small)) is None  # broken body
@@ -257,7 +257,7 @@ def test_malformed_url_says_so(tmp_path):
 
 
 def test_import_does_not_load_requests():
-    code = ("import sys, artifacts_py.download; "
+    code = ("import sys, artifacts_py.transport; "
             "bad = {'requests', 'urllib3', 'tqdm'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
 
