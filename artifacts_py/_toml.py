@@ -1,4 +1,4 @@
-"""Reading TOML: stdlib ``tomllib`` (3.11+) with tomlkit as the fallback parser."""
+"""Reading TOML with the standard library's ``tomllib`` (fast, and always there on 3.11+)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from typing import Any, Dict
 
 from .errors import ArtifactsTomlError
 
-try:
-    import tomllib as _tomllib
-except ImportError:  # Python < 3.11: tomlkit is a dependency anyway
-    _tomllib = None
+import tomllib
 
 
 def parse_toml(data: bytes, path: "str | os.PathLike[str]") -> Dict[str, Any]:
@@ -20,11 +17,7 @@ def parse_toml(data: bytes, path: "str | os.PathLike[str]") -> Dict[str, Any]:
     except UnicodeDecodeError as e:
         raise ArtifactsTomlError(f"not UTF-8 text ({e}); save the file as UTF-8", path=str(path)) from None
     try:
-        if _tomllib is not None:
-            return _tomllib.loads(text)
-        import tomlkit
-
-        return tomlkit.parse(text).unwrap()
-    except Exception as e:  # noqa: BLE001 - both parsers raise their own error types
+        return tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
         raise ArtifactsTomlError(f"invalid TOML: {e}; fix the syntax (see https://toml.io)",
                                  path=str(path)) from None

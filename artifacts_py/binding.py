@@ -23,7 +23,9 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ._toml import parse_toml
 from .errors import ArtifactError, ArtifactNotFoundError, ArtifactsTomlError, BindingExistsError
-from .tomlmodel import GOBBLER_KEYS, ArtifactsFile, GobblerSource, hex_problem
+from .gobbler.protocol import TABLE_KEYS as GOBBLER_KEYS
+from .gobbler.protocol import GobblerSource
+from .tomlmodel import ArtifactsFile, hex_problem
 
 PathLike = Union[str, "os.PathLike[str]"]
 Mirror = Union[Tuple[str, str], Tuple[str, str, Optional[int]], Mapping[str, Any]]
@@ -124,7 +126,8 @@ def _take_trivia(item: Any) -> List[Any]:
     """Detach the comments and blank lines that end ``item``."""
     from tomlkit.items import Comment, Whitespace
 
-    container, out = _tail(item), []
+    container = _tail(item)
+    out: List[Any] = []
     while container is not None and container.body and container.body[-1][0] is None \
             and isinstance(container.body[-1][1], (Comment, Whitespace)):
         out.insert(0, container.body.pop()[1])
@@ -218,8 +221,8 @@ def _delete_variant(doc: Any, name: str, i: int) -> None:
 # ------------------------------------------------------------------ building
 
 def _mirrors(download_url: Optional[str], sha256: Optional[str], size: Optional[int],
-             download: Optional[Iterable[Mirror]], name: str, path: Path) -> list:
-    items: list = []
+             download: Optional[Iterable[Mirror]], name: str, path: Path) -> List[Any]:
+    items: List[Any] = []
     if download_url is not None or sha256 is not None:
         items.append((download_url, sha256, size))
     for m in download or ():
@@ -272,7 +275,7 @@ def _gobbler_table(gobbler: Union[GobblerSource, Mapping[str, Any]]) -> Any:
 
 def _platform_tags(platform: PlatformLike) -> Dict[str, str]:
     tags = getattr(platform, "tags", platform)
-    return {str(k): v for k, v in dict(tags).items()}
+    return {str(k): v for k, v in dict(tags or {}).items()}
 
 
 def _same_platform(entry: Mapping[str, Any], tags: Mapping[str, str], name: str,
@@ -287,7 +290,7 @@ def _same_platform(entry: Mapping[str, Any], tags: Mapping[str, str], name: str,
 
 
 def _set_binding(table: Any, git_tree_sha1: str, lazy: bool, metadata: Mapping[str, Any],
-                 gobbler: Any, mirrors: list) -> None:
+                 gobbler: Any, mirrors: List[Any]) -> None:
     """Make ``table`` bind the new tree: hash, lazy, metadata, fresh sources.
 
     Keys not named here (free metadata, platform tags) stay where they are.
@@ -315,8 +318,8 @@ def _set_binding(table: Any, git_tree_sha1: str, lazy: bool, metadata: Mapping[s
 
 def _add_sub(table: Any, key: str, item: Any) -> None:
     """Add a sub-table (or array of tables) after exactly one blank line."""
-    first = item.body[0] if isinstance(item, list) else item
-    body = getattr(table, "value", None)  # a table split over the file has no single body
+    first: Any = item.body[0] if isinstance(item, list) else item  # type: ignore[attr-defined]
+    body: Any = getattr(table, "value", None)  # a table split over the file has no single body
     blank = hasattr(body, "as_string") and body.as_string().endswith("\n\n")
     first.trivia.indent = ("" if blank else "\n") + "    "
     table[key] = item
@@ -437,7 +440,7 @@ def _variant_target(doc: Any, path: Path, name: str, tags: Dict[str, str],
                                      "pass force=True to replace it")
         for i in reversed(same[1:]):
             _delete_variant(doc, name, i)
-        return arr.body[same[0]], lambda: None  # edited in place
+        return arr.body[same[0]], lambda: None  # type: ignore[union-attr]  # edited in place
     element = tomlkit.table()
     element.add("git-tree-sha1", git_tree_sha1.lower())
     for k, v in tags.items():

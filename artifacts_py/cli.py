@@ -2,6 +2,9 @@
 
 Every subcommand exits 0 on success and, on failure, non-zero with one clear
 line on stderr (``artifacts: error: ...``). ``--json`` prints data as JSON.
+Global options come before the command: ``-v`` (INFO logs: which source
+served an install, waits for locks; ``-vv`` adds every retry), ``-q``,
+``--offline``, ``--no-progress``, ``--toml``.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
-from . import core, depot
+from . import core, depot, settings
+from ._version import __version__
 from .errors import ArtifactError, ArtifactNotFoundError, InstallError
+from .tomlmodel import ArtifactEntry
 
 
 def _print_json(data: Any) -> None:
@@ -23,20 +28,21 @@ def _print_json(data: Any) -> None:
 
 def _toml(args: argparse.Namespace, must_exist: bool = True) -> Path:
     """The Artifacts.toml the command works on: --toml, the env var, or ./Artifacts.toml."""
-    from .tomlmodel import TOML_ENV, find_artifacts_toml, toml_in_dir
+    from .tomlmodel import find_artifacts_toml, toml_in_dir
 
     if args.toml:
         given = Path(args.toml)
         if not given.is_dir():
             return given
-        found = toml_in_dir(given)  # a directory means the file in it
-        if found is not None:
-            return Path(found)
+        inside = toml_in_dir(given)  # a directory means the file in it
+        if inside is not None:
+            return Path(inside)
         if not must_exist:
             return given / "Artifacts.toml"  # a new file in that directory
         raise FileNotFoundError(f"{given}: no JuliaArtifacts.toml or Artifacts.toml in this directory")
-    if os.environ.get(TOML_ENV):
-        return Path(os.environ[TOML_ENV])
+    env = settings.toml_path()
+    if env:
+        return Path(env)
     found = find_artifacts_toml(os.getcwd())
     if found is not None:
         return found
@@ -46,13 +52,14 @@ def _toml(args: argparse.Namespace, must_exist: bool = True) -> Path:
     return Path("Artifacts.toml")
 
 
-def _human(n: Optional[int]) -> str:
-    if n is None:
+def _human(n: Any) -> str:
+    if not isinstance(n, (int, float)):
         return "-"
+    size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
     return str(n)
 
 
@@ -215,7 +222,7 @@ def cmd_path(args: argparse.Namespace) -> int:
     return 0
 
 
-def _source_summary(entry) -> str:
+def _source_summary(entry: ArtifactEntry) -> str:
     parts = []
     if entry.gobbler:
         parts.append(f"gobbler:{entry.gobbler.coordinates}")
@@ -228,7 +235,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     toml = _toml(args)
     f = load_file(toml)
-    rows = []
+    rows: List[Dict[str, Any]] = []
     for name in f.names():
         try:
             entry = f.entry(name)
@@ -345,12 +352,23 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_home() -> Path:
+    """Where ``artifacts serve`` keeps its registry and staging by default.
+
+    User data, not cache: a registry is source data that ``gc`` and cache
+    cleaners must never touch.
+    """
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("artifacts-py", appauthor=False)) / "gobbler-server"
+
+
 def cmd_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from .servers.gobbler import server
 
     argv = list(extra)
     names = {a.split("=")[0].lstrip("-") for a in argv if a.startswith("-")}
-    base = depot.get_cache_dir() / "gobbler"
+    base = serve_home()
     if "registry" not in names:
         (base / "registry").mkdir(parents=True, exist_ok=True)
         argv += ["-registry", str(base / "registry")]
@@ -362,8 +380,21 @@ def cmd_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
         import getpass
 
         argv += ["-admin", getpass.getuser()]
-    # The server builds its own argparse parser; give it our one-line usage errors.
-    argparse.ArgumentParser.error = _Parser.error  # type: ignore[method-assign]
+    # The server's own parser prints argparse's usage block; say it in one line.
+    import contextlib
+    import io
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            server.parse_args(argv)
+    except SystemExit as e:
+        if e.code:
+            lines = [ln for ln in captured.getvalue().splitlines() if ln.strip()]
+            why = lines[-1].split(": error: ", 1)[-1] if lines else "bad arguments"
+            print(f"artifacts serve: error: {why} (see `artifacts serve --help`)",
+                  file=sys.stderr)
+            return 2
     return server.main(argv) or 0
 
 
@@ -376,14 +407,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _global_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-V", "--version", action="version", version=f"artifacts-py {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log what happens (-v: installs and waits, -vv: every retry)")
+    p.add_argument("-q", "--quiet", action="store_true", dest="global_quiet",
+                   help="no progress bars and no logs")
+    p.add_argument("--offline", action="store_true",
+                   help="never touch the network (as ARTIFACTS_PY_OFFLINE=1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--toml", metavar="PATH", dest="global_toml",
+                   help="the Artifacts.toml for every command (as ARTIFACTS_PY_TOML)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="artifacts", description="Julia-compatible, content-addressed artifacts "
         "(Artifacts.toml) backed by Gobbler registries and tarball mirrors.")
-    p.add_argument("--version", action="version", version="artifacts-py 0.1.0")
+    _global_options(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def cmd(name: str, help: str, json_out: bool = False, toml: bool = True):
+    def cmd(name: str, help: str, json_out: bool = False, toml: bool = True) -> Any:
         sp = sub.add_parser(name, help=help, description=help)
         if toml:
             sp.add_argument("--toml", metavar="PATH", help="the Artifacts.toml (default: "
@@ -492,15 +536,41 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``artifacts`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and argv[0] == "serve":
-        if any(a in ("-h", "--help") for a in argv[1:]):
-            parser.parse_args(argv)
-        return _run(lambda: cmd_serve(argparse.Namespace(), argv[1:]))
+    if "serve" in argv:  # everything after it goes to artifacts-gobbler's own flags
+        i = argv.index("serve")
+        head, rest = argv[:i + 1], argv[i + 1:]
+        if any(a in ("-h", "--help") for a in rest):
+            parser.parse_args(head + ["--help"])
+        args = parser.parse_args(head)
+        if args.command == "serve":
+            _configure(args)
+            return _run(lambda: cmd_serve(args, rest))
     args = parser.parse_args(argv)
-    return _run(lambda: args.func(args))
+    _configure(args)
+    return _run(lambda: int(args.func(args) or 0))
 
 
-def _run(fn) -> int:
+def _configure(args: argparse.Namespace) -> None:
+    """Apply the global options: logging, offline, progress bars, the Artifacts.toml."""
+    import logging
+
+    from . import progress
+
+    if args.offline:
+        settings.set_offline(True)
+    if args.global_quiet or args.no_progress:
+        progress.disable()
+    if getattr(args, "toml", None) is None and args.global_toml:
+        args.toml = args.global_toml
+    if args.verbose and not args.global_quiet:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("artifacts: %(message)s"))
+        log = logging.getLogger("artifacts_py")
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
+
+
+def _run(fn: Callable[[], int]) -> int:
     try:
         return int(fn() or 0)
     except KeyboardInterrupt:
@@ -510,7 +580,7 @@ def _run(fn) -> int:
         print(f"artifacts: error: {_one_line(e)}", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001 - a bug: still one line; the traceback on request
-        if os.environ.get("ARTIFACTS_PY_DEBUG"):
+        if settings.debug():
             raise
         print(f"artifacts: internal error: {type(e).__name__}: {_one_line(e)} "
               "(set ARTIFACTS_PY_DEBUG=1 for a traceback, and please report it)", file=sys.stderr)

@@ -21,7 +21,7 @@ from . import depot
 from .errors import ArtifactError, ArtifactNotFoundError, NotInstalledError
 from .tomlmodel import (ArtifactEntry, ArtifactsFile, caller_file, load_file, resolve_toml)
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike[str]]
 T = TypeVar("T")
 
 
@@ -41,6 +41,15 @@ def _either(value: Optional[T], alias: Optional[T], names: str) -> Optional[T]:
     if value is not None and value != alias:
         raise TypeError(f"give {names} only once")
     return alias
+
+
+def _toml(toml: Optional[PathLike], toml_path: Optional[PathLike]) -> Optional[PathLike]:
+    """The Artifacts.toml given under our name (``toml``) or fetch-artifacts' (``toml_path``)."""
+    if toml_path is None:
+        return toml
+    if toml is not None and toml != toml_path:
+        raise TypeError("give toml or toml_path only once")
+    return toml_path
 
 
 def _file(toml: Optional[PathLike]) -> ArtifactsFile:
@@ -63,7 +72,7 @@ def artifact(name: str, toml: Optional[PathLike] = None, verbose: bool = False, 
     ``verbose`` shows a progress bar while installing.
     """
     base, sub = _split(name) if "/" in name or "\\" in name else (name, "")
-    f, entry = _entry(base, toml if toml_path is None else _either(toml, toml_path, "toml or toml_path"))
+    f, entry = _entry(base, toml if toml_path is None else _toml(toml, toml_path))
     path = depot.lookup(entry.git_tree_sha1, f.path)
     if path is None:
         path = install_entry(entry, progress=True if verbose else None)
@@ -74,7 +83,7 @@ def ensure_artifact_installed(name: str, toml: Optional[PathLike] = None, *,
                               toml_path: Optional[PathLike] = None,
                               progress: Optional[bool] = None) -> Path:
     """Install artifact ``name`` if it is missing; return its directory."""
-    return resolve(_entry(name, _either(toml, toml_path, "toml or toml_path"))[1],
+    return resolve(_entry(name, _toml(toml, toml_path))[1],
                    progress=progress)
 
 
@@ -85,7 +94,7 @@ def ensure_all_artifacts_installed(toml: Optional[PathLike] = None, include_lazy
 
     Names with no binding for this platform are skipped, as in Julia.
     """
-    f = _file(_either(toml, toml_path, "toml or toml_path"))
+    f = _file(_toml(toml, toml_path))
     out = {}
     for name in f.names():
         try:
@@ -139,7 +148,7 @@ def install_entry(entry: ArtifactEntry, *, progress: Optional[bool] = None,
 def artifact_hash(name: str, toml: Optional[PathLike] = None, *,
                   toml_path: Optional[PathLike] = None) -> str:
     """The ``git-tree-sha1`` bound to ``name`` for this platform."""
-    return _entry(name, _either(toml, toml_path, "toml or toml_path"))[1].git_tree_sha1
+    return _entry(name, _toml(toml, toml_path))[1].git_tree_sha1
 
 
 def artifact_exists(name_or_hash: Optional[str] = None, toml: Optional[PathLike] = None, *,
@@ -154,7 +163,7 @@ def artifact_exists(name_or_hash: Optional[str] = None, toml: Optional[PathLike]
     key = _either(name_or_hash, name, "the name")
     if key is None:
         raise TypeError("artifact_exists() needs a name or a tree hash")
-    toml = _either(toml, toml_path, "toml or toml_path")
+    toml = _toml(toml, toml_path)
     if is_sha1_hex(key) and toml is None:
         return depot.find_installed(key) is not None
     try:
@@ -205,7 +214,7 @@ def clear_artifact_cache(name: Optional[str] = None, toml_path: Optional[PathLik
     """
     from .store import remove_artifact as remove
 
-    f = _file(_either(toml, toml_path, "toml or toml_path"))
+    f = _file(_toml(toml, toml_path))
     for h in _bound_hashes(f, f.names() if name is None else [name]):
         remove(h)
 

@@ -175,8 +175,8 @@ def copy_and_hash(src: str, dst: str, size: int) -> Tuple[int, str, bytes]:
         finally:
             os.close(fin)
         return write_and_hash(dst, data)
-    with open(src, "rb") as fin, open(create(dst), "wb") as fout:
-        _kernel_copy(fin.fileno(), fout.fileno(), size)
+    with open(src, "rb") as reader, open(create(dst), "wb") as writer:
+        _kernel_copy(reader.fileno(), writer.fileno(), size)
     md5, sha = hashlib.md5(), blob_hasher(os.path.getsize(dst))
     n = hash_file(dst, md5, sha)
     return n, md5.hexdigest(), sha.digest()

@@ -99,7 +99,7 @@ def used_hashes(report: Optional[GcReport] = None) -> Set[str]:
         for value in data.values():
             for binding in value if isinstance(value, list) else [value]:
                 h = binding.get("git-tree-sha1") if isinstance(binding, dict) else None
-                if is_sha1_hex(h):
+                if isinstance(h, str) and is_sha1_hex(h):
                     used.add(h.lower())
     return used
 
@@ -151,8 +151,8 @@ def _collect(dry_run: bool, max_size: Optional[int], now: Optional[float]) -> Gc
     if not dry_run:
         for info in report.removed:
             store.retire(Path(info["path"]))
-        for entry in report.temp_removed:
-            store.remove_tree(entry)
+        for leftover in report.temp_removed:
+            store.remove_tree(leftover)
         for lock in report.locks_removed:
             Path(lock).unlink(missing_ok=True)
     return report

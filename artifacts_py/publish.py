@@ -10,6 +10,7 @@ version now exists in the registry.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from . import settings
-from .errors import (ArtifactError, GobblerError, GobblerNotFoundError, HashMismatchError,
+from .errors import (ArtifactError, BindingExistsError, GobblerError, GobblerNotFoundError, HashMismatchError,
                      InvalidArgumentError)
 from .fill import run_pool
 from .gobbler.protocol import GobblerSource, check_manifest, check_name, skipped
@@ -65,7 +66,7 @@ def hash_view(view: Dict[str, Tuple[Path, int]]) -> Tuple[str, Dict[str, Tuple[i
         return rel, sha.digest()
 
     sums: Dict[str, Tuple[int, str]] = {}
-    digests = run_pool([(lambda r=r: one(r)) for r in view])
+    digests = run_pool([functools.partial(one, r) for r in view])
     builder = TreeBuilder()
     for rel, sha in digests.items():
         builder.add(rel, MODE_FILE, sha)
@@ -98,7 +99,7 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
         raise GobblerError("publish needs the Gobbler REST URL: pass --url or set "
                            f"{settings.GOBBLER_URL}")
     if toml_path.exists() and name in load_file(toml_path) and not force:
-        raise binding.BindingExistsError(f"{toml_path}: {name!r} is already bound; pass --force "
+        raise BindingExistsError(f"{toml_path}: {name!r} is already bound; pass --force "
                                          "to re-bind it to the published version")
     for what, value in (("project", project), ("asset", asset), ("version", version)):
         problem = check_name(value, what)

@@ -91,7 +91,7 @@ def install(expected: Optional[str], sources: Sequence[Source], *, what: str,
             except (ArtifactError, OSError, ValueError) as e:
                 log.info("%s: %s failed: %s", what, source.label, e)
                 failures.append((source.label, e))
-                if isinstance(e, OSError) and e.errno in _DISK_FULL:
+                if isinstance(e, OSError) and e.errno is not None and e.errno in _DISK_FULL:
                     raise _disk_full(what, depot, failures, e.errno) from e
     if offline and all(isinstance(e, OfflineError) for _, e in failures):
         raise OfflineError(f"{what} is not installed, and every source needs the network "

@@ -15,13 +15,14 @@ import os
 import stat
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from ._toml import parse_toml
 from . import settings
 from .errors import ArtifactNotFoundError, ArtifactsTomlError, TomlNotFoundError
 from .gobbler.protocol import TABLE_KEYS as GOBBLER_KEYS
-from .gobbler.protocol import GobblerSource
+from .gobbler.protocol import GobblerSource as GobblerSource
 from .gobbler.protocol import check_name as check_gobbler_name
 from .gobbler.protocol import parse_table as parse_gobbler_table
 from .gobbler.protocol import url_problem
@@ -148,13 +149,13 @@ def parse_binding(raw: Mapping[str, Any], name: str, path: str, where: str = "")
                       "with `artifacts create DIR --archive FILE`)", f"{key}.sha256")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise bad(f"must be a non-negative integer, not {size!r}", f"{key}.size")
-        downloads.append(DownloadInfo(url, sha256.lower(), size))
+        downloads.append(DownloadInfo(url, str(sha256).lower(), size))
 
     g = raw.get("gobbler")
     gobbler = None if g is None else parse_gobbler_table(g, bad)
 
     metadata = {k: v for k, v in raw.items() if k not in _RESERVED}
-    return ArtifactEntry(name=name, git_tree_sha1=sha.lower(), lazy=lazy, downloads=downloads,
+    return ArtifactEntry(name=name, git_tree_sha1=str(sha).lower(), lazy=lazy, downloads=downloads,
                          gobbler=gobbler, metadata=metadata, toml_path=Path(path))
 
 
@@ -339,11 +340,12 @@ def caller_file(depth: int = 2) -> Optional[str]:
     except ValueError:
         return None
     here = os.path.dirname(__file__) + os.sep
-    while frame is not None:
-        f = frame.f_globals.get("__file__")
+    current: Optional[FrameType] = frame
+    while current is not None:
+        f = current.f_globals.get("__file__")
         if not f or not f.startswith(here):
             return f
-        frame = frame.f_back
+        current = current.f_back
     return None
 
 

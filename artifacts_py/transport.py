@@ -118,10 +118,10 @@ def _retry(total: int, backoff_factor: float) -> Any:
         from urllib3.exceptions import MaxRetryError, ResponseError
         from urllib3.util.retry import Retry
 
-        class CappedRetry(Retry):  # type: ignore[misc]
+        class CappedRetry(Retry):
             def increment(self, method: Optional[str] = None, url: Optional[str] = None,
                           response: Any = None, error: Optional[Exception] = None,
-                          _pool: Any = None, _stacktrace: Any = None) -> Retry:
+                          _pool: Any = None, _stacktrace: Any = None) -> "CappedRetry":
                 if response is not None:
                     wait = self.get_retry_after(response)
                     if wait is not None and wait > MAX_RETRY_AFTER:
@@ -129,7 +129,8 @@ def _retry(total: int, backoff_factor: float) -> Any:
                                   url, wait, MAX_RETRY_AFTER)
                         raise MaxRetryError(_pool, url or "", ResponseError(
                             f"Retry-After {wait:.0f} s"))
-                new = super().increment(method, url, response, error, _pool, _stacktrace)
+                new: CappedRetry = super().increment(method, url, response, error, _pool,
+                                                     _stacktrace)
                 why = f"HTTP {response.status}" if response is not None else reason(error) \
                     if error is not None else "unknown"
                 log.debug("retrying (%d/%d) %s %s: %s", len(new.history),

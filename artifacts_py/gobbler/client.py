@@ -39,6 +39,7 @@ The default ``cache`` is ``<first depot>/gobbler``, inside the depot stack
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -135,7 +136,14 @@ def _post_new(url: str, name: str, what: str) -> Dict[str, Any]:
 
 def service_info(url: str) -> Dict[str, Any]:
     """``GET {url}/info``: the service's ``staging`` and ``registry`` paths."""
-    return _get_json(_base(url) + "/info", "info")
+    return _object(_get_json(_base(url) + "/info", "info"), url)
+
+
+def _object(value: Any, where: str) -> Dict[str, Any]:
+    """A JSON answer that must be an object."""
+    if not isinstance(value, dict):
+        raise GobblerError(f"gobbler: {where} did not return a JSON object")
+    return value
 
 
 # --------------------------------------------------------------------------
@@ -374,17 +382,18 @@ def _version_metadata(name: str, project: str, asset: str, version: str,
     what = f"fetch {name} {project}/{asset}/{version}"
     if _is_local(registry, force_remote):
         assert registry is not None
-        return _read_json(os.path.join(registry, project, asset, version, name), what)
+        return _object(_read_json(os.path.join(registry, project, asset, version, name), what),
+                       what)
     base = _remote_base(url, registry)
     root = _cache_root(cache, base)
     path = f"{project}/{asset}/{version}/{name}"
     target = os.path.join(root, "REGISTRY", project, asset, version, name)
     if not overwrite and os.path.exists(target):
-        data = _read_json(target, what)
+        data = _object(_read_json(target, what), what)
         if not stale(data):
             return data
     _download(base, path, root, None, what)
-    return _read_json(target, what)
+    return _object(_read_json(target, what), what)
 
 
 def fetch_manifest(project: str, asset: str, version: str, registry: Optional[str] = None,
@@ -446,7 +455,7 @@ def fetch_permissions(project: str, registry: Optional[str] = None, url: Optiona
     """
     parts = [project] if asset is None else [project, asset]
     what = "fetch_permissions " + "/".join(parts)
-    empty = {"owners": [], "uploaders": []}
+    empty: Dict[str, Any] = {"owners": [], "uploaders": []}
     if _is_local(registry, force_remote):
         assert registry is not None
         path = os.path.join(registry, *parts, "..permissions")
@@ -454,7 +463,7 @@ def fetch_permissions(project: str, registry: Optional[str] = None, url: Optiona
     else:
         perms = _metadata_remote(_remote_base(url, registry), "/".join(parts + ["..permissions"]), what,
                                  missing=empty, allow_missing=asset is not None)
-    perms = dict(perms)
+    perms = dict(_object(perms, what))
     perms["owners"] = list(perms.get("owners") or [])
     perms["uploaders"] = list(perms.get("uploaders") or [])
     return perms
@@ -470,7 +479,7 @@ def _manifest_entry(manifest: Dict[str, Any], parts: Dict[str, Optional[str]],
     if entry.get("md5sum") == "":
         raise GobblerError(f"gobbler fetch_file: {path} is an empty directory; "
                            "use fetch_directory()")
-    return entry
+    return _object(entry, path)
 
 
 def _in_registry(registry: Optional[str], path: str, check: Callable[[str], bool],
@@ -572,8 +581,8 @@ def fetch_directory(path: str, registry: Optional[str] = None, url: Optional[str
         if (not overwrite and os.path.isfile(local)
                 and os.path.getsize(local) == int(entry.get("size", -1))):
             continue  # presence in the cache means it was verified on arrival
-        tasks.append(lambda rel=rel, entry=entry: _download(
-            base, f"{version_path_}/{rel}", root, entry, what))
+        tasks.append(functools.partial(_download, base, f"{version_path_}/{rel}", root, entry,
+                                       what))
     _run_parallel(tasks, concurrent)
 
     os.makedirs(os.path.dirname(marker), exist_ok=True)
@@ -845,6 +854,10 @@ def _place_file(src: str, dest: str, try_link: bool) -> bool:
     return False
 
 
+def _place_and_note(f: Tuple[str, str, bool], linked: List[bool]) -> None:
+    linked.append(_place_file(*f))
+
+
 def _populate(source: str, target: str, url: str, ignore_dot: bool,
               concurrent: int) -> bool:
     """Mirror ``source`` into ``target`` (a fresh staging directory); True if any hard link."""
@@ -877,7 +890,7 @@ def _populate(source: str, target: str, url: str, ignore_dot: bool,
             # A hard link shares the source's mode: only worth it if the service can read it.
             files.append((src, dest, same_fs and bool(st.st_mode & stat.S_IROTH)))
     linked: List[bool] = []
-    _run_parallel([lambda f=f: linked.append(_place_file(*f)) for f in files], concurrent)
+    _run_parallel([functools.partial(_place_and_note, f, linked) for f in files], concurrent)
     return any(linked)
 
 
