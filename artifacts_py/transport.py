@@ -157,8 +157,11 @@ class Transport:
     """
 
     def __init__(self, retries: Optional[int] = None, timeout: Optional[float] = None,
-                 pool_maxsize: int = 16, backoff_factor: float = 0.5) -> None:
+                 pool_maxsize: int = 16, backoff_factor: float = 0.5,
+                 speed_limit: int = SPEED_LIMIT, speed_time: float = SPEED_TIME) -> None:
         self.retries = settings.retries() if retries is None else retries
+        # A body slower than speed_limit bytes/s over speed_time seconds is abandoned.
+        self.speed_limit, self.speed_time = speed_limit, speed_time
         self.read_timeout = settings.timeout() if timeout is None else timeout
         self.connect_timeout = min(10.0, self.read_timeout)
         self.retry = _retry(self.retries, backoff_factor)
@@ -481,7 +484,7 @@ def _attempt(url: str, sink: _Sink, transport: Transport,
         restart = _accept(url, resp, sink, remote, asked_range="Range" in headers)
         if restart:
             return restart, False
-        failure = _stream(resp, sink)
+        failure = _stream(resp, sink, transport.speed_limit, transport.speed_time)
         done = failure is None
     finally:
         if not done:  # unread or broken body: this connection cannot be reused
@@ -535,7 +538,8 @@ def _accept(url: str, resp: "urllib3.BaseHTTPResponse", sink: _Sink, remote: _Re
     return None
 
 
-def _stream(resp: "urllib3.BaseHTTPResponse", sink: _Sink) -> Optional[BaseException]:
+def _stream(resp: "urllib3.BaseHTTPResponse", sink: _Sink, speed_limit: int,
+            speed_time: float) -> Optional[BaseException]:
     """Copy the body into ``sink``; return the read error that stopped it, if any."""
     from urllib3.exceptions import HTTPError
 
@@ -552,11 +556,11 @@ def _stream(resp: "urllib3.BaseHTTPResponse", sink: _Sink) -> Optional[BaseExcep
             return None
         sink.write(chunk)
         window_bytes += len(chunk)
-        if window_bytes >= SPEED_LIMIT * SPEED_TIME:
+        if window_bytes >= speed_limit * speed_time:
             window_start, window_bytes = time.monotonic(), 0
-        elif time.monotonic() - window_start > SPEED_TIME:
-            return _TooSlow(f"only {window_bytes} bytes arrived in {SPEED_TIME:.0f} s "
-                            f"(the low-speed limit is {SPEED_LIMIT} bytes/s)")
+        elif time.monotonic() - window_start > speed_time:
+            return _TooSlow(f"only {window_bytes} bytes arrived in {speed_time:g} s "
+                            f"(the low-speed limit is {speed_limit} bytes/s)")
 
 
 def _copy_file(url: str, sink: _Sink) -> None:

@@ -31,6 +31,10 @@ class RunningGobbler:
         self.port = int(line.rsplit(":", 1)[1])
         self.url = f"http://127.0.0.1:{self.port}"
 
+    def leftovers(self) -> list[str]:
+        """Entries left in staging (request files, upload copies)."""
+        return sorted(os.listdir(self.staging))
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)

@@ -47,6 +47,7 @@ class Faults:
     stall_after: Optional[int] = None
     stall_first: Optional[int] = None
     lie_range: bool = False
+    drip_every: Optional[float] = None
 
 
 @dataclass
@@ -88,6 +89,7 @@ class FaultyServer:
         self._lock = threading.Lock()
         self.requests: List[Request] = []
         self.released = threading.Event()
+        self.stalled = threading.Event()  # set when a stalled answer starts to wait
         self._httpd = _Server((host, 0), _Handler)
         self._httpd.owner = self  # type: ignore[attr-defined]
         self._thread: Optional[threading.Thread] = None
@@ -134,6 +136,8 @@ class FaultyServer:
           then block until the server stops (only for the first N GETs if set).
         - ``lie_range=True``: answer a Range request with 206 and a
           Content-Range starting at 0, and the whole body.
+        - ``drip_every=T``: send the body one byte every T seconds (until the
+          client gives up or the server stops).
         """
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/': {path!r}")
@@ -224,9 +228,18 @@ class _Handler(BaseHTTPRequestHandler):
         elif get < f.truncate_first:
             cut = f.truncate_at
         try:
+            if f.drip_every is not None:
+                for i in range(len(view)):
+                    self.wfile.write(view[i:i + 1])
+                    self.wfile.flush()
+                    if owner.released.wait(f.drip_every):
+                        break
+                self.close_connection = True
+                return
             self.wfile.write(view if cut is None else view[:cut])
             self.wfile.flush()
             if stall:
+                owner.stalled.set()
                 owner.released.wait()
         except ConnectionError:
             pass  # the client gave up; that is its right

@@ -14,7 +14,6 @@ from typing import List
 import pytest
 
 from artifacts_py import create_artifact, depot
-from httpserver import http_server  # noqa: F401  (pytest fixture)
 
 COMMANDS = ["add", "create", "bind", "unbind", "publish", "fetch", "path", "status", "verify",
             "ls", "gc"]

@@ -21,7 +21,7 @@ from artifacts_py.errors import (ArtifactNotFoundError, HashMismatchError, Insta
                                  OfflineError)
 from artifacts_py.treehash import compute_git_tree_sha1
 from core_helpers import TREE, depot_leftovers, installed, make_tarball, sha256, write_toml
-from httpserver import FaultyServer, http_server  # noqa: F401  (fixture)
+from httpserver import FaultyServer
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from artifacts_py.errors import ArtifactsTomlError, HashMismatchError
 from artifacts_py.treehash import compute_git_tree_sha1
 from core_helpers import (depot_leftovers, install, installed, make_tarball, make_tree, persist, snapshot,
                           write_toml)
-from httpserver import http_server  # noqa: F401  (fixture)
 
 
 def julia_depot(root: Path, files=None) -> tuple:

@@ -22,32 +22,18 @@ import pytest
 
 import artifacts_py.gobbler as gb
 from artifacts_py.errors import GobblerError, GobblerNotFoundError, HashMismatchError
+from gobbler_helpers import RunningGobbler
 from httpserver import FaultyServer
 
 BIG = bytes(range(256)) * (6 * 1024 + 7)  # ~1.5 MiB: several 1 MiB chunks
 
 
-class Service:
-    """What start_gobbler gave us."""
-
-    def __init__(self, staging: str, registry: str, url: str) -> None:
-        self.staging, self.registry, self.url = staging, registry, url
-
-    def leftovers(self) -> list:
-        """Entries our client left in staging (request files, upload copies)."""
-        return sorted(os.listdir(self.staging))
+Service = RunningGobbler
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    staging = tmp_path_factory.mktemp("staging")
-    registry = tmp_path_factory.mktemp("registry")
-    _new, staging_out, registry_out, url = gb.start_gobbler(
-        staging=str(staging), registry=str(registry), admin=getpass.getuser())
-    try:
-        yield Service(str(staging_out), str(registry_out), url)
-    finally:
-        gb.stop_gobbler()
+def svc(gobbler_factory) -> Service:
+    return gobbler_factory()
 
 
 def _project(svc: Service, **kw) -> str:

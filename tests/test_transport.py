@@ -17,7 +17,7 @@ from artifacts_py import settings
 from artifacts_py.transport import DownloadResult, Transport, download
 from artifacts_py.errors import DownloadError, HashMismatchError, OfflineError
 from artifacts_py.treehash import blob_header
-from httpserver import FaultyServer, http_server  # noqa: F401  (fixture)
+from httpserver import FaultyServer
 
 DATA = os.urandom(300_000)
 SHA = hashlib.sha256(DATA).hexdigest()
@@ -274,3 +274,30 @@ def test_faulty_server_basics(http_server):
     assert part.headers["Content-Range"] == "bytes 7-9/10"
     assert requests.get(url, headers={"Range": "bytes=10-"}).status_code == 416
     assert http_server.count("/b.bin") == 3 and http_server.count("/b.bin", "HEAD") == 1
+
+
+def test_retry_after_beyond_the_cap_fails_at_once_saying_why(http_server, tmp_path):
+    url = http_server.add("/busy.bin", DATA, status=503, retry_after=3600)
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as exc:
+        download(url, tmp_path / "busy.bin", transport=fast_session(retries=5))
+    assert time.monotonic() - start < 10  # not an hour, not even the cap
+    assert "3600" in str(exc.value) and "try again later" in str(exc.value)
+    assert http_server.count("/busy.bin", "GET") == 1  # no retry was worth it
+
+
+def test_short_retry_after_is_obeyed(http_server, tmp_path):
+    url = http_server.add("/soon.bin", DATA, status=503, retry_after=1, fail_first=1)
+    download(url, tmp_path / "soon.bin", sha256=SHA, transport=fast_session(retries=2))
+    assert http_server.count("/soon.bin", "GET") == 2
+
+
+def test_a_dripping_server_is_abandoned_by_the_low_speed_limit(http_server, tmp_path):
+    url = http_server.add("/drip.bin", DATA, drip_every=0.2)
+    slow = Transport(retries=0, speed_limit=1024, speed_time=1.0)
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as exc:
+        download(url, tmp_path / "drip.bin", transport=slow)
+    assert time.monotonic() - start < 10
+    assert "too slow" in str(exc.value) and "bytes/s" in str(exc.value)
+    assert not (tmp_path / "drip.bin").exists()

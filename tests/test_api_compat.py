@@ -13,7 +13,6 @@ import pytest
 
 import artifacts_py
 from artifacts_py import depot
-from httpserver import http_server  # noqa: F401  (pytest fixture)
 
 
 @pytest.fixture

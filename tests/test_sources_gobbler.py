@@ -30,33 +30,18 @@ from artifacts_py.errors import (GobblerError, GobblerNotFoundError, HashMismatc
 from artifacts_py.pin import pin_gobbler as pin_version
 from artifacts_py.tomlmodel import load_file
 from artifacts_py.treehash import compute_git_tree_sha1
+from gobbler_helpers import RunningGobbler
 from gobbler_fixtures import SAMPLE, CountingProxy, make_sample, resolve_worker
 
 PROJECT = "issue4"
 
 
-class Gobbler:
-    """The running server's coordinates."""
-
-    def __init__(self, staging: str, registry: str, url: str) -> None:
-        self.staging, self.registry, self.url = staging, registry, url
-
-
 @pytest.fixture(scope="module")
-def gob(tmp_path_factory):
-    """Our server on a fresh registry and staging (or the one already running: it is a
-    single-instance helper, and another module may own it)."""
-    base = tmp_path_factory.mktemp("gobbler")
-    staging, registry = base / "staging", base / "registry"
-    staging.mkdir()
-    registry.mkdir()
-    os.chmod(staging, 0o1777)
-    new, st, reg, url = gobbler.start_gobbler(staging=str(staging), registry=str(registry))
-    if PROJECT not in gobbler.list_projects(registry=reg):
-        gobbler.create_project(PROJECT, staging=st, url=url)
-    yield Gobbler(st, reg, url)
-    if new:
-        gobbler.stop_gobbler()
+def gob(gobbler_factory):
+    """Our server on a fresh registry and staging, with project ``issue4``."""
+    server = gobbler_factory()
+    gobbler.create_project(PROJECT, staging=server.staging, url=server.url)
+    return server
 
 
 @pytest.fixture
@@ -66,7 +51,7 @@ def proxy(gob):
     p.close()
 
 
-def _publish(gob: Gobbler, tmp: Path, asset: str, version: str = "v1", name: str = "Data",
+def _publish(gob: RunningGobbler, tmp: Path, asset: str, version: str = "v1", name: str = "Data",
              files: Dict[str, bytes] = SAMPLE, **kw) -> Tuple[Path, dict]:
     """Publish a sample folder and bind it; returns (toml, result)."""
     src = make_sample(tmp / f"src-{asset}-{version}", files)

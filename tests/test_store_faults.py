@@ -20,7 +20,6 @@ from artifacts_py.errors import InstallError, UnsafeArchiveError
 from artifacts_py.treehash import compute_git_tree_sha1
 from core_helpers import (GatedServer, depot_leftovers, installed, make_tarball, sha256,
                           write_toml)
-from httpserver import http_server  # noqa: F401  (fixture)
 from tarfactory import TarFactory
 
 HELPER = Path(__file__).with_name("core_helpers.py")
