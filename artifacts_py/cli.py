@@ -314,6 +314,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             print(f"{r['hash']}  {_human(r['size']):>10}  {r['depot']}")
+        cache = depot.get_cache_dir() / "gobbler"
+        if cache.is_dir():
+            print(f"gobbler client cache  {_human(depot.tree_size(cache)):>10}  {cache}")
     return 0
 
 
@@ -330,6 +333,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
         print(f"{verb} {r['hash']}  {_human(r['size'])}")
     for t in report.temp_removed:
         print(f"{verb} leftover {t}")
+    if report.client_cache_bytes:
+        print(f"{verb} the Gobbler client cache ({_human(report.client_cache_bytes)})")
     print(f"{verb} {len(report.removed)} artifact(s), {_human(report.freed_bytes)}; "
           f"kept {len(report.kept)}")
     return 0

@@ -44,6 +44,7 @@ class GcReport:
     kept: List[TreeInfo] = field(default_factory=list)
     temp_removed: List[str] = field(default_factory=list)
     locks_removed: List[str] = field(default_factory=list)
+    client_cache_bytes: int = 0  # the Gobbler client's file cache (<depot>/gobbler), removed
     forgotten_tomls: List[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -54,7 +55,8 @@ class GcReport:
     def as_dict(self) -> Dict[str, Any]:
         return {"dry_run": self.dry_run, "removed": self.removed, "kept": self.kept,
                 "temp_removed": self.temp_removed, "locks_removed": self.locks_removed,
-                "forgotten_tomls": self.forgotten_tomls, "freed_bytes": self.freed_bytes}
+                "forgotten_tomls": self.forgotten_tomls, "freed_bytes": self.freed_bytes,
+                "client_cache_bytes": self.client_cache_bytes}
 
 
 def _recorded() -> List[Tuple[Optional[Path], Path]]:
@@ -148,6 +150,9 @@ def _collect(dry_run: bool, max_size: Optional[int], now: Optional[float]) -> Gc
         report.temp_removed.append(str(entry))
     # Nobody holds a per-hash lock now: installers hold the depot lock we hold exclusively.
     report.locks_removed = [str(p) for p in store.stale_lock_files()]
+    # The Gobbler client's cache holds verified copies that are fetched again on use.
+    client_cache = depot.get_cache_dir() / "gobbler"
+    report.client_cache_bytes = depot.tree_size(client_cache) if client_cache.is_dir() else 0
     if not dry_run:
         for info in report.removed:
             store.retire(Path(info["path"]))
@@ -155,6 +160,8 @@ def _collect(dry_run: bool, max_size: Optional[int], now: Optional[float]) -> Gc
             store.remove_tree(leftover)
         for lock in report.locks_removed:
             Path(lock).unlink(missing_ok=True)
+        if client_cache.is_dir():
+            store.remove_tree(client_cache)
     return report
 
 

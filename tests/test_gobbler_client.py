@@ -547,3 +547,18 @@ def test_we_upload_pygobbler_fetches(svc: Service, tmp_path: Path) -> None:
                                   force_remote=True) == "v1"
     assert sorted(pygobbler.list_versions(project, "data", registry=svc.registry,
                                           url=svc.url, force_remote=True)) == ["v1"]
+
+
+def test_remote_cache_lives_in_the_depot_and_gc_clears_it(svc: Service, tmp_path: Path,
+                                                         isolated_depot: Path) -> None:
+    from artifacts_py.gc import collect_garbage
+
+    project = _project(svc)
+    _upload_tree(svc, tmp_path, project)
+    got = Path(gb.fetch_file(f"{project}/data/v1/a.txt", url=svc.url))
+    assert got.read_bytes() == b"hello\n"
+    assert isolated_depot / "gobbler" in got.parents  # under the depot stack, not beside it
+    report = collect_garbage(dry_run=True)
+    assert report.client_cache_bytes >= len(b"hello\n") and got.exists()
+    collect_garbage()
+    assert not (isolated_depot / "gobbler").exists()
