@@ -611,8 +611,8 @@ def reason(exc: BaseException) -> str:
 
     if isinstance(exc, LocationParseError):  # its own text names the URL; its causes do not
         return f"not a valid URL ({exc})"
-    if isinstance(exc, LocationValueError):
-        return f"not a valid URL ({exc})"
+    if isinstance(exc, LocationValueError):  # a redirect to file://, ftp://, ...
+        return "the server redirected to a URL that is not http(s) (refused)"
     chain: List[BaseException] = []
     cur: Optional[BaseException] = exc
     while cur is not None and cur not in chain:
