@@ -21,9 +21,8 @@ from .errors import (ArtifactError, ArtifactNotFoundError, ArtifactsTomlError, D
                      GobblerError, HashMismatchError, InstallError, NotInstalledError,
                      OfflineError, TomlNotFoundError, UnsafeArchiveError)
 from .tomlmodel import ArtifactEntry, DownloadInfo, GobblerSource, get_artifacts_toml
+from ._version import __version__ as __version__  # explicit re-export
 from .treehash import compute_git_tree_sha1, compute_sha256
-
-__version__ = "0.1.0"
 
 # Heavier names (tomlkit, requests) are loaded when first touched (PEP 562).
 _LAZY = {
