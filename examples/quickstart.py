@@ -5,7 +5,9 @@ that an installed artifacts-py runs the same thing with
 ``python -m artifacts_py.examples.quickstart``.
 """
 
+import sys
+
 from artifacts_py.examples.quickstart import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -90,12 +91,17 @@ def run(work: Path) -> Path:
     return path
 
 
-def main() -> None:
-    """Run the quick start in a temporary folder and remove it afterwards."""
-    with _scratch() as work:
-        run(work)
+def main() -> int:
+    """Run the quick start in a temporary folder and remove it afterwards; the exit status."""
+    try:
+        with _scratch() as work:
+            run(work)
+    except artifacts_py.ArtifactError as e:
+        print(f"quick start failed: {e}", file=sys.stderr)
+        return 1
     print("cleaned up: server stopped, temporary registry, staging and depots removed")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
