@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from ._version import __version__ as __version__  # explicit re-export
 from .core import (ArtifactManager, artifact, artifact_exists, artifact_hash, artifact_path,
                    clear_artifact_cache, ensure_all_artifacts_installed,
                    ensure_artifact_installed, load_artifacts, remove_artifact, verify_artifact)

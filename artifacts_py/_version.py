@@ -1,3 +1,3 @@
-"""The version of artifacts-py, in one place (read by pyproject.toml too)."""
+"""The package version, in one place (read by setuptools and by ``artifacts_py.__version__``)."""
 
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -762,6 +763,7 @@ def test_launcher_start_and_stop(tmp_path):
         assert os.path.isdir(os.path.join(registry, "launched"))
     finally:
         stop_gobbler()
+        _remove_default_dirs(staging, registry)
     with pytest.raises(Exception):
         pyg.service_info(url)
 
@@ -774,3 +776,11 @@ def test_launcher_start_and_stop(tmp_path):
         assert os.path.isdir(os.path.join(registry, "threaded"))
     finally:
         stop_gobbler()
+        _remove_default_dirs(staging, registry)
+
+
+def _remove_default_dirs(*dirs: str) -> None:
+    # The launcher's default staging/registry are mkdtemp folders in TMPDIR
+    # that stop_gobbler leaves behind; this test made them, so it removes them.
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
