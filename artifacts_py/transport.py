@@ -138,7 +138,8 @@ def _retry(total: int, backoff_factor: float) -> Any:
                 return new
 
         _retry_class = CappedRetry
-    return _retry_class(total=total, connect=total, read=total, status=total,
+    # A refused connection rarely heals within seconds: two tries, then the next source.
+    return _retry_class(total=total, connect=min(total, 2), read=total, status=total,
                         backoff_factor=backoff_factor, status_forcelist=RETRY_STATUSES,
                         allowed_methods=frozenset({"GET", "HEAD"}),
                         respect_retry_after_header=True, raise_on_status=False)
@@ -157,7 +158,7 @@ class Transport:
     """
 
     def __init__(self, retries: Optional[int] = None, timeout: Optional[float] = None,
-                 pool_maxsize: int = 16, backoff_factor: float = 0.5,
+                 pool_maxsize: int = 16, backoff_factor: float = 0.25,
                  speed_limit: int = SPEED_LIMIT, speed_time: float = SPEED_TIME) -> None:
         self.retries = settings.retries() if retries is None else retries
         # A body slower than speed_limit bytes/s over speed_time seconds is abandoned.

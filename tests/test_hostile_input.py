@@ -82,7 +82,9 @@ def test_unparseable_mirror_url_is_a_malformed_file_error(tmp_path, url):
     b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n",
     b"\x00\x01\x02 not http at all\r\n\r\n",
 ], ids=["ssh", "200-headers", "binary"])
-def test_a_server_that_does_not_speak_http_gets_a_plain_message(tmp_path, raw_server, reply):
+def test_a_server_that_does_not_speak_http_gets_a_plain_message(tmp_path, raw_server, reply,
+                                                                monkeypatch):
+    monkeypatch.setenv("ARTIFACTS_PY_RETRIES", "1")
     url = raw_server(reply) + "/x.tar.gz"
     toml = _toml_with_mirror(tmp_path, url)
     with pytest.raises(InstallError) as exc:

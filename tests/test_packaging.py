@@ -187,13 +187,14 @@ def test_quickstart_module_runs_and_leaves_nothing(bare_env: Dict[str, str]) -> 
 
 @pytest.mark.skipif(not (ROOT / "examples" / "quickstart.py").is_file(), reason="no examples/")
 def test_quickstart_script_cleans_up_on_error(bare_env: Dict[str, str]) -> None:
-    # Offline mode makes step 5 (REST) fail after the server started and a
-    # version was published: the folder, the depots and the server must go.
+    # Offline mode makes the first REST call fail after the server started
+    # (every HTTP request is refused offline, even to loopback): the folder,
+    # the depots and the server must go.
     env = {**bare_env, "ARTIFACTS_PY_OFFLINE": "1"}
     done = _run([sys.executable, str(ROOT / "examples" / "quickstart.py")], QUICKSTART_TIMEOUT,
                 env=env)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "3. published" in done.stdout
+    assert "1. Gobbler server at" in done.stdout
     assert done.stderr.startswith("quick start failed: ") and "ARTIFACTS_PY_OFFLINE" in done.stderr
     assert "Traceback" not in done.stderr
     assert _refused(_server_url(done.stdout))
