@@ -14,6 +14,7 @@ store needs no chmod walk afterwards.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -24,6 +25,8 @@ from .errors import hash_mismatch
 from .progress import Bar
 from .treehash import MODE_FILE, TreeBuilder, blob_hasher, hash_file
 
+log = logging.getLogger(__name__)
+
 CHUNK = 1 << 20
 # Files up to this size are read into memory, hashed and written from one buffer.
 SMALL_FILE = 1 << 20
@@ -33,7 +36,21 @@ FILE_MODE = 0o444
 # cores only fight over the GIL (2,000 x 16 KiB: 0.40 s with 2 threads, 1.23 s with 8).
 LOCAL_WORKERS = max(1, min(8, os.cpu_count() or 1))
 
+# Over a network: our CPU spends about 0.4 ms per small file, so to keep a link of
+# round trip R busy about R / 0.4 ms requests must be in flight (its bandwidth-delay
+# product, counted in files). Near (R < 5 ms) the CPU is the limit and 4 is best.
+PER_FILE_CPU = 0.0004
+NEAR = 0.005
+NEAR_WORKERS = 4
+
 Fetch = Callable[[str, str, int], Tuple[int, str, bytes]]
+
+
+def workers_for(latency: float, cap: int) -> int:
+    """How many requests to start with, given one request's latency (seconds)."""
+    if latency < NEAR:
+        return min(cap, NEAR_WORKERS)
+    return max(1, min(cap, max(NEAR_WORKERS, round(latency / PER_FILE_CPU))))
 
 
 class FileSpec(NamedTuple):
@@ -45,11 +62,12 @@ class FileSpec(NamedTuple):
 
 
 def fill(dest: Path, files: Sequence[FileSpec], empty_dirs: Sequence[str], fetch: Fetch, *,
-         workers: int, where: str, bar: Bar) -> str:
+         workers: int, where: str, bar: Bar, cap: Optional[int] = None) -> str:
     """Fetch every file into ``dest`` in parallel, check each, return the tree hash.
 
     ``where`` names the version in errors (a URL or registry path, never a
-    temp dir). ``fetch(rel, dst, size)`` creates ``dst`` (``dest/rel`` as a
+    temp dir). ``workers`` threads start; up to ``cap`` when more help
+    (see :func:`run_pool`). ``fetch(rel, dst, size)`` creates ``dst`` (``dest/rel`` as a
     string: no pathlib per file) and returns (bytes, md5 hex, raw blob sha1).
     """
     top = os.fspath(dest)
@@ -66,7 +84,7 @@ def fill(dest: Path, files: Sequence[FileSpec], empty_dirs: Sequence[str], fetch
             return spec.path, sha
         return task
 
-    digests = run_pool([one(f) for f in files], workers)
+    digests = run_pool([one(f) for f in files], workers, cap=cap)
     for rel in empty_dirs:
         os.makedirs(os.path.join(top, *rel.split("/")), exist_ok=True)
     builder = TreeBuilder()
@@ -88,46 +106,127 @@ _ADVICE = ("the file does not match the version's ..manifest: the registry copy 
            "after publishing, or the transfer was corrupted; nothing was installed")
 
 
-def run_pool(tasks: List[Callable[[], Tuple[str, bytes]]],
-              workers: int = LOCAL_WORKERS) -> Dict[str, bytes]:
-    """Run file tasks on ``workers`` threads; the first error stops them all.
+def run_pool(tasks: List[Callable[[], Tuple[str, bytes]]], workers: int = LOCAL_WORKERS, *,
+             cap: Optional[int] = None) -> Dict[str, bytes]:
+    """Run file tasks on worker threads; the first error stops them all.
 
     Each worker takes the next task itself: no future per file and no wake-up
     of this thread per result, which costs as much as a small file's copy.
+    With ``cap`` above ``workers`` the pool is adaptive, like TCP's window:
+    this thread measures the files finished per window (a few task latencies
+    long), doubles the workers while that rate grows by a fifth or more, and
+    settles back to the last level that helped once it stops growing (extra
+    workers leave after their current task). On a fast link the CPU is the
+    limit and few threads win; across an ocean many requests must be in flight.
     """
-    out: Dict[str, bytes] = {}
-    errors: List[BaseException] = []
-    todo = iter(tasks)
-    take = threading.Lock()
+    pool = _Pool(tasks, max(1, workers), max(workers, cap or workers))
+    return pool.run()
 
-    def work() -> None:
-        while not errors:
-            with take:
-                task = next(todo, None)
-            if task is None:
-                return
-            try:
-                rel, sha = task()
-            except BaseException as e:  # handed to the caller's thread below
-                errors.append(e)
-                return
-            out[rel] = sha
 
-    threads = [threading.Thread(target=work, name=f"artifacts-py-fill-{i}", daemon=True)
-               for i in range(max(1, min(workers, len(tasks))))]
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            t.join()
-    except BaseException as e:  # KeyboardInterrupt: let the workers finish their file
-        errors.append(e)
-        for t in threads:
-            t.join()
-        raise
-    if errors:
-        raise errors[0]
-    return out
+class _Pool:
+    """The worker threads of :func:`run_pool` and their controller."""
+
+    def __init__(self, tasks: List[Callable[[], Tuple[str, bytes]]], target: int,
+                 cap: int) -> None:
+        self.todo = iter(tasks)
+        self.left = len(tasks)
+        self.cap = min(cap, max(1, len(tasks)))
+        self.target = min(target, self.cap)
+        self.out: Dict[str, bytes] = {}
+        self.errors: List[BaseException] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.threads: List[threading.Thread] = []
+        self.active = 0
+        self.finished = 0
+        self.busy = 0.0  # seconds spent in tasks, for the mean latency
+
+    def run(self) -> Dict[str, bytes]:
+        if self.left == 0:
+            return self.out
+        self._spawn(self.target)
+        try:
+            if self.cap > self.target:
+                self._steer()
+            for t in self.threads:
+                t.join()
+        except BaseException as e:  # KeyboardInterrupt: let the workers finish their file
+            self.errors.append(e)
+            for t in self.threads:
+                t.join()
+            raise
+        if self.errors:
+            raise self.errors[0]
+        return self.out
+
+    def _spawn(self, n: int) -> None:
+        for _ in range(n):
+            with self.lock:
+                self.active += 1
+            t = threading.Thread(target=self._work, name=f"artifacts-py-fill-{len(self.threads)}",
+                                 daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _work(self) -> None:
+        import time
+
+        try:
+            while not self.errors:
+                with self.lock:
+                    if self.active > self.target:  # the controller shrank the pool
+                        return
+                    task = next(self.todo, None)
+                if task is None:
+                    return
+                start = time.monotonic()
+                try:
+                    rel, sha = task()
+                except BaseException as e:  # handed to the caller's thread
+                    self.errors.append(e)
+                    return
+                self.out[rel] = sha
+                with self.lock:
+                    self.finished += 1
+                    self.busy += time.monotonic() - start
+        finally:
+            with self.lock:
+                self.active -= 1
+                if self.active == 0 or self.errors:
+                    self.done.set()
+
+    def _steer(self) -> None:
+        """Grow the pool while the finishing rate grows; settle at the best level."""
+        import time
+
+        last_time, last_done, best, previous = time.monotonic(), 0, 0.0, self.target
+        while not self.done.is_set():
+            with self.lock:
+                mean = self.busy / self.finished if self.finished else 0.01
+            if self.done.wait(min(1.0, max(0.05, 4 * mean))):
+                return
+            now = time.monotonic()
+            with self.lock:
+                finished = self.finished
+            rate = (finished - last_done) / (now - last_time)
+            last_time, last_done = now, finished
+            if finished == 0:
+                continue  # nothing measured yet
+            if rate > best * 1.2 and self.target < self.cap:
+                best, previous = rate, self.target
+                grown = min(self.cap, self.target * 2)
+                log.debug("fill: %.0f files/s with %d workers; trying %d", rate, self.target,
+                          grown)
+                with self.lock:
+                    self.target = grown
+                    extra = self.target - self.active
+                self._spawn(max(0, extra))
+            else:
+                if rate < best:  # the last doubling did not help: go back
+                    with self.lock:
+                        self.target = previous
+                log.debug("fill: settled at %d workers (%.0f files/s)", self.target, rate)
+                return
 
 
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import os
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -56,6 +57,7 @@ class CountingProxy:
     ``Range`` header of every GET that had one. ``connections`` counts TCP
     connections; ``in_flight_max`` the most GETs served at once. After
     :meth:`hold` the first ``n`` GETs of files wait for each other.
+    ``delay`` seconds are added before every answer (a far server).
     """
 
     def __init__(self, upstream: str) -> None:
@@ -68,6 +70,7 @@ class CountingProxy:
         self.in_flight = self.in_flight_max = 0
         self.gate: Optional[threading.Barrier] = None
         self.gate_left = 0
+        self.delay = 0.0
         self.lock = threading.Lock()
         proxy = self
 
@@ -91,6 +94,8 @@ class CountingProxy:
                         proxy.in_flight -= 1
 
             def _get(self) -> None:
+                if proxy.delay:
+                    time.sleep(proxy.delay)  # the far server's round trip, not synchronisation
                 with proxy.lock:
                     proxy.counts[self.path] += 1
                     fault = proxy.faults.pop(self.path, None)

@@ -153,19 +153,35 @@ def test_rest_retries_a_failed_file_and_resumes_a_broken_one(gob, proxy, tmp_pat
     assert proxy.ranges == [(base + "big.bin", f"bytes={len(SAMPLE['big.bin']) // 2}-")]
 
 
-def test_rest_downloads_in_parallel_on_a_bounded_pool_of_kept_alive_connections(gob, proxy,
-                                                                               tmp_path):
+def test_rest_downloads_in_parallel_on_a_bounded_pool_of_kept_alive_connections(
+        gob, proxy, tmp_path, monkeypatch):
     from artifacts_py.sources.gobbler_rest import WORKERS
 
-    files = {f"part/{i:03d}.txt": f"file {i}\n".encode() for i in range(5 * WORKERS)}
+    cap = WORKERS + 2
+    monkeypatch.setenv("ARTIFACTS_PY_MAX_CONNECTIONS", str(cap))
+    files = {f"part/{i:03d}.txt": f"file {i}\n".encode() for i in range(20 * WORKERS)}
     _, pub = _publish(gob, tmp_path, "many", files=files, toml=tmp_path / "pub.toml")
     toml = tmp_path / "Artifacts.toml"
     _bind(toml, "Many", pub["git_tree_sha1"], "many", url=proxy.url)
     proxy.hold(WORKERS)  # proves WORKERS files are in flight at once
     path = artifacts_py.artifact("Many", toml)
     assert path.name == pub["git_tree_sha1"] and proxy.fetches() == len(files) + 1
-    assert not proxy.gate.broken and proxy.in_flight_max == WORKERS
-    assert proxy.connections <= WORKERS + 1  # one session per worker + the manifest's
+    assert not proxy.gate.broken and WORKERS <= proxy.in_flight_max <= cap
+    assert proxy.connections <= cap + 1  # one connection per worker + the manifest's
+
+
+def test_far_server_gets_more_requests_in_flight(gob, proxy, tmp_path, monkeypatch):
+    from artifacts_py.sources.gobbler_rest import WORKERS
+
+    monkeypatch.setenv("ARTIFACTS_PY_MAX_CONNECTIONS", "24")
+    files = {f"far/{i:03d}.txt": f"far {i}\n".encode() for i in range(120)}
+    _, pub = _publish(gob, tmp_path, "far", files=files, toml=tmp_path / "pub.toml")
+    toml = tmp_path / "Artifacts.toml"
+    _bind(toml, "Far", pub["git_tree_sha1"], "far", url=proxy.url)
+    proxy.delay = 0.03  # a 30 ms round trip
+    path = artifacts_py.artifact("Far", toml)
+    assert path.name == pub["git_tree_sha1"]
+    assert WORKERS < proxy.in_flight_max <= 24  # latency-aware, and still capped
 
 
 def test_changed_registry_file_falls_through_to_the_tarball_mirror(gob, tmp_path, monkeypatch):

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Tuple
 
 from .. import fill as engine
-from .. import transport
+from .. import settings, transport
 from ..errors import DownloadError, GobblerError, GobblerNotFoundError, OfflineError
 from ..gobbler.protocol import (GobblerSource, check_manifest, fetch_url, parse_manifest,
                                 which_missing)
@@ -28,10 +29,10 @@ from .base import Filled
 # is most of a small file's); a failure there refetches them whole, so bigger files
 # go straight to download(), which resumes with Range.
 FAST_GET = 256 << 10
-# Requests in flight to hide network latency. More threads than that cost CPU in
-# GIL hand-offs on loopback: 2,000 x 16 KiB on 2 cores took 1.21 s with 3, 1.40 s
-# with 4, 1.67 s with 8 (benchmarks/bench_gobbler_resolve.py).
-WORKERS = 4
+# Requests in flight at first on a near server (the engine grows the number while it
+# helps, up to ARTIFACTS_PY_MAX_CONNECTIONS; a far server starts higher): more threads
+# than that cost CPU in GIL hand-offs on loopback.
+WORKERS = engine.NEAR_WORKERS
 
 
 class RestSource:
@@ -45,7 +46,10 @@ class RestSource:
         self.label = f"gobbler {url} ({g.coordinates})"
 
     def fill(self, dest: Path, work: Path, bar: Bar) -> Filled:
+        started = time.monotonic()
         files, empty = check_manifest(fetch_manifest(self.url, self.g), self.where)
+        cap = settings.max_connections()
+        workers = engine.workers_for(time.monotonic() - started, cap)
         local = threading.local()
         base = f"{self.g.project}/{self.g.asset}/{self.g.version}/"
 
@@ -67,7 +71,8 @@ class RestSource:
             return res.size, md5_obj.hexdigest(), sha_obj.digest()
 
         specs = [engine.FileSpec(*f) for f in files]
-        tree = engine.fill(dest, specs, empty, fetch, workers=WORKERS, where=self.where, bar=bar)
+        tree = engine.fill(dest, specs, empty, fetch, workers=workers, cap=cap, where=self.where,
+                           bar=bar)
         return Filled(tree, sum(f.size for f in files), len(files))
 
     @property
