@@ -186,8 +186,21 @@ class S3Store(Store):
                                       _timestamp(o.get("LastModified")))
                            for o in page.get("Contents") or [])
             if not page.get("IsTruncated"):
-                return Listing(prefixes, objects)
+                return Listing([p for p in prefixes if self._has_objects(p)], objects)
             params["ContinuationToken"] = page["NextContinuationToken"]
+
+    def _has_objects(self, prefix: str) -> bool:
+        """Whether anything is stored under a common prefix.
+
+        Filer-backed stores (SeaweedFS) keep a deleted "folder" listed as a
+        common prefix until a background clean-up runs; S3 lists only
+        prefixes that have objects, and so do we.
+        """
+        try:
+            page = self._call("list", prefix, "list_objects_v2", Prefix=prefix, MaxKeys=1)
+        except ClientError as exc:
+            raise StoreError(f"cannot list '{prefix}': {_code(exc)}") from None
+        return bool(page.get("Contents"))
 
     # ------------------------------------------------------------ uploads
 
