@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import itertools
 import json
 import os
@@ -71,6 +72,15 @@ def enc(*names: str) -> str:
     return "/".join(quote(n, safe="") for n in names)
 
 
+@dataclass
+class RawReply:
+    """Status, headers and body of :meth:`Api.raw`."""
+
+    status: int
+    headers: Any
+    data: bytes
+
+
 class Api:
     """Plain HTTP calls to one service (urllib3, no client library)."""
 
@@ -88,6 +98,20 @@ class Api:
                                              else None)
         url = path if path.startswith("http") else self.url + path
         return self.http.request(method, url, body=data, headers=hdrs, redirect=False)
+
+    def raw(self, method: str, target: str, token: Optional[str] = None, body: Any = None
+            ) -> "RawReply":
+        """A request whose target is sent exactly as given (urllib3 normalises ``.``,
+        ``..``, ``//`` and bad escapes)."""
+        conn = http.client.HTTPConnection(self.url.split("//", 1)[1], timeout=30)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            conn.request(method, target, body=None if body is None else json.dumps(body),
+                         headers=headers)
+            reply = conn.getresponse()
+            return RawReply(reply.status, reply.headers, reply.read())
+        finally:
+            conn.close()
 
     def json(self, method: str, path: str, token: Optional[str] = None, body: Any = None,
              status: int = 200) -> Any:

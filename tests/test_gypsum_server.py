@@ -9,7 +9,6 @@ and the launcher.
 from __future__ import annotations
 
 import datetime
-import http.client
 import json
 import os
 import re
@@ -29,24 +28,6 @@ from gypsum_fixtures import (  # noqa: F401 (fixtures)
 )
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-class RawReply:
-    """What :func:`raw_request` returns: enough of urllib3's reply for :func:`error`."""
-
-    def __init__(self, status, headers, data):
-        self.status, self.headers, self.data = status, headers, data
-
-
-def raw_request(url, method, target):
-    """A request with the target sent exactly as given (urllib3 would re-encode it)."""
-    conn = http.client.HTTPConnection(url.split("//")[1], timeout=30)
-    try:
-        conn.request(method, target)
-        reply = conn.getresponse()
-        return RawReply(reply.status, reply.headers, reply.read())
-    finally:
-        conn.close()
 
 
 def error(reply, status, reason):
@@ -78,7 +59,7 @@ def test_file_get_and_head(gypsum):
     missing = api.call("HEAD", "/file/" + enc(f"{p}/nothing"))
     assert missing.status == 404 and missing.data == b""
     error(api.call("GET", f"/file/{p}/a/v1/x"), 404, "no such endpoint")
-    error(raw_request(gypsum.url, "GET", "/file/abc%zz"), 500, "URI malformed")
+    error(gypsum.api.raw("GET", "/file/abc%zz"), 500, "URI malformed")
 
 
 def test_lock_file_has_no_content_type(gypsum):
@@ -434,7 +415,7 @@ def test_http_details(gypsum_local):
     assert api.call("HEAD", "/list").status == 404
     home = api.call("GET", "/")
     assert home.status == 301 and home.headers["Location"].startswith("https://artifactdb")
-    double = raw_request(gypsum_local.url, "GET", "/refresh//usage/x?y=1")
+    double = gypsum_local.api.raw("GET", "/refresh//usage/x?y=1")
     assert double.status == 301 and double.headers["Location"] == "/refresh/usage/x?y=1"
     pre = api.call("OPTIONS", "/upload/start/a/b/c", headers={
         "Origin": "https://x.org", "Access-Control-Request-Method": "POST",

@@ -108,6 +108,8 @@ class GypsumHandler(BaseHTTPRequestHandler):
         for key, value in extra:
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")  # so clients do not reuse the socket
         self.end_headers()
         if self.command != "HEAD" and body:
             self.wfile.write(body)
