@@ -20,7 +20,9 @@ import tempfile
 import pytest
 
 from artifacts_py.servers.gypsum.actions.versions import purge_logs
-from artifacts_py.servers.gypsum.launch import GypsumStartError, start_gypsum, stop_gypsum
+from artifacts_py.servers.gypsum.launch import (
+    GypsumProcess, GypsumStartError, start_gypsum, stop_gypsum,
+)
 from artifacts_py.servers.gypsum.store_local import LocalStore
 from gypsum_fixtures import (  # noqa: F401 (fixtures)
     ADMIN, BUCKET, LIMITED, OWNER, STRANGER, UNTRUSTED, UPLOADER, Api, enc, github, gypsum,
@@ -518,3 +520,25 @@ def test_start_gypsum(github, tmp_path):
     with pytest.raises(GypsumStartError):
         start_gypsum(str(tmp_path / "missing"))
     stop_gypsum()
+
+
+def test_github_unreachable_and_orgs_refused(github, tmp_path):
+    from seaweed import free_ports
+
+    dead = f"http://127.0.0.1:{free_ports(1)[0]}"
+    process = GypsumProcess(["--port", "0", "--store", str(tmp_path), "--admin", "admin-org",
+                             "--github-api", dead])
+    try:
+        error(Api(process.url).call("POST", "/create/x", ADMIN, {}), 500,
+              f"failed to reach GitHub at {dead}: MaxRetryError")
+    finally:
+        process.stop()
+    github.add_user("org-less-token", "org-less", ["admin-org"])
+    github.orgs_status = 403  # /user/orgs refused: no organisations, as the worker does
+    try:
+        api = Api(start_gypsum(str(tmp_path), admin="admin-org", github_api=github.url))
+        error(api.call("POST", "/create/" + unique("o"), "org-less-token", {}), 403,
+              "user is not an administrator")
+    finally:
+        github.orgs_status = 200
+        stop_gypsum()
