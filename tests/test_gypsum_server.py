@@ -542,3 +542,26 @@ def test_github_unreachable_and_orgs_refused(github, tmp_path):
     finally:
         github.orgs_status = 200
         stop_gypsum()
+
+
+def test_local_store_without_saved_md5(tmp_path):
+    """Objects an operator copied in (no saved MD5) are hashed on demand and read whole."""
+    data = b'{"total":0}'
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "..usage").write_bytes(data)
+    store = LocalStore(str(tmp_path))
+    assert store.head("p/..usage").etag == f'"{md5_hex(data)}"'
+    fresh = LocalStore(str(tmp_path))  # empty in-memory cache
+    assert fresh.read("p/..usage") == data
+
+
+def test_s3_upload_urls_sign_content_md5_and_no_checksum(gypsum_s3, seaweed):
+    api, p = gypsum_s3.api, unique("sign")
+    api.create(p)
+    started = api.upload(p, "a", "v1", {"f": b"x"}, complete=False)
+    signed = api.presign(started["file_urls"][0]["url"], started["session_token"])
+    query = signed["url"].split("?", 1)[1]
+    assert "X-Amz-SignedHeaders=content-md5%3Bhost" in query
+    assert "checksum" not in query.lower()
+    assert signed["url"].startswith(f"{seaweed.endpoint}/{BUCKET}/{p}/a/v1/f?")  # path style
+    api.json("POST", started["abort_url"], started["session_token"])
