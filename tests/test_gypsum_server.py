@@ -565,3 +565,22 @@ def test_s3_upload_urls_sign_content_md5_and_no_checksum(gypsum_s3, seaweed):
     assert "checksum" not in query.lower()
     assert signed["url"].startswith(f"{seaweed.endpoint}/{BUCKET}/{p}/a/v1/f?")  # path style
     api.json("POST", started["abort_url"], started["session_token"])
+
+
+def test_replicas_share_one_bucket_and_one_lock(gypsum_s3, github, seaweed):
+    """Two services on one bucket: concurrent upload starts, exactly one gets the lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = start_service(github, s3_args(seaweed))
+    try:
+        apis = [gypsum_s3.api, Api(other.url)]
+        p = unique("replicas")
+        apis[0].create(p)
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda i: apis[i % 2].start(p, f"a{i}", "v1", []), range(8)))
+        assert sorted(r.status for r in replies) == [200] + [403] * 7
+        winner = next(json.loads(r.data) for r in replies if r.status == 200)
+        apis[1].json("POST", winner["complete_url"], winner["session_token"])  # via the other
+        assert len(apis[0].json("GET", f"/list?prefix={p}/")) == 4  # 3 files + one asset
+    finally:
+        other.stop()
