@@ -44,7 +44,9 @@ def error(reply, status, reason):
 def test_file_get_and_head(gypsum):
     api, p = gypsum.api, unique("read")
     api.create(p)
-    api.upload(p, "a", "v1", {"a b+c.txt": b"hello", "d/é.bin": bytes(range(256))})
+    api.upload(p, "a", "v1", {"a b+c.txt": b"hello", "d/é.bin": bytes(range(256)),
+                              "odd %41#?&=;~.txt": b"odd"})
+    assert api.file(f"{p}/a/v1/odd %41#?&=;~.txt").data == b"odd"
     reply = api.file(f"{p}/a/v1/a b+c.txt")
     assert reply.status == 200 and reply.data == b"hello"
     assert reply.headers["ETag"] == f'"{md5_hex(b"hello")}"'
