@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -185,6 +186,7 @@ def expiring_services(github, request):
     import tempfile
 
     root = tempfile.mkdtemp(prefix="gypsum-expiry-")
+    request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
     local = start_service(github, ["--store", root], ("--presign-expiry", "1"))
     request.addfinalizer(local.stop)
     yield Service("local", local, Api(local.url), local_snapshot(root))
