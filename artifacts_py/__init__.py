@@ -33,9 +33,14 @@ from .treehash import compute_git_tree_sha1, compute_sha256
 # ``logging`` itself is not imported on the warm path.
 
 if TYPE_CHECKING:  # the lazily loaded names, with their real signatures for type checkers
-    from . import gobbler
-    from .authoring import add_artifact, create_artifact, publish_artifact, query_artifact_info
-    from .binding import add_download_source, bind_artifact, unbind_artifact
+    from . import gobbler as gobbler
+    from .authoring import add_artifact as add_artifact
+    from .authoring import create_artifact as create_artifact
+    from .authoring import publish_artifact as publish_artifact
+    from .authoring import query_artifact_info as query_artifact_info
+    from .binding import add_download_source as add_download_source
+    from .binding import bind_artifact as bind_artifact
+    from .binding import unbind_artifact as unbind_artifact
 
 # Heavier names (tomlkit, requests) are loaded when first touched (PEP 562).
 _LAZY = {
