@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
-from ._toml import parse_toml
+from ._toml import load_toml_file, parse_toml
 from . import settings
 from .errors import ArtifactNotFoundError, ArtifactsTomlError, TomlNotFoundError
 from .gobbler.protocol import TABLE_KEYS as GOBBLER_KEYS
@@ -163,15 +163,17 @@ class ArtifactsFile:
     """A parsed Artifacts.toml: names to (selected) entries, errors kept per name."""
 
     def __init__(self, path: PathLike, data: Optional[Dict[str, Any]] = None,
-                 platform: Any = None) -> None:
+                 platform: Any = None, signature: Optional[Tuple[int, int, int]] = None) -> None:
         self.path = Path(path)
         self.platform = platform
         if data is None:
             try:
-                raw = self.path.read_bytes()
+                if signature is None:
+                    data = parse_toml(self.path.read_bytes(), self.path)
+                else:
+                    data = load_toml_file(os.fspath(path), signature)
             except FileNotFoundError:
                 raise TomlNotFoundError(f"{self.path}: no such Artifacts.toml") from None
-            data = parse_toml(raw, self.path)
         self.data = data
         self._selected: Dict[Tuple[str, int], ArtifactEntry] = {}
         self._plain: Dict[str, ArtifactEntry] = {}
@@ -266,7 +268,7 @@ def load_file(path: PathLike) -> ArtifactsFile:
         if found is None:
             raise TomlNotFoundError(f"{key}: no JuliaArtifacts.toml or Artifacts.toml in this directory")
         return load_file(found)
-    parsed = ArtifactsFile(key)
+    parsed = ArtifactsFile(key, signature=sig)
     _files[key] = (sig, parsed)
     return parsed
 

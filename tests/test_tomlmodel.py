@@ -452,3 +452,51 @@ def test_utf8_bom_is_accepted(tmp_path):
     p = tmp_path / "Artifacts.toml"
     p.write_bytes(b"\xef\xbb\xbf" + f'[D]\ngit-tree-sha1 = "{H1}"\n'.encode())
     assert ArtifactsFile(p).entry("D").git_tree_sha1 == H1
+
+
+def _big_toml(path, n=400, extra=""):
+    lines = []
+    for i in range(n):
+        lines.append(f'[Art{i}]\ngit-tree-sha1 = "{i:040x}"\ndescription = "artifact {i}{extra}"\n')
+    path.write_text("\n".join(lines))
+    return path
+
+
+def test_a_large_file_is_parsed_once_then_read_from_the_depot_cache(tmp_path, isolated_depot):
+    import artifacts_py._toml as t
+    from artifacts_py import tomlmodel
+
+    toml = _big_toml(tmp_path / "Artifacts.toml")
+    assert toml.stat().st_size >= t.CACHE_MIN_BYTES
+    assert tomlmodel.ArtifactsFile(toml, signature=_sig(toml)).entry("Art7").git_tree_sha1 == f"{7:040x}"
+    cached = list((isolated_depot / "cache" / "toml").iterdir())
+    assert len(cached) == 1
+    # A fresh process reads the cache and never imports the TOML parser.
+    code = ("import sys, artifacts_py.tomlmodel as m, os; f = sys.argv[1]; st = os.stat(f); "
+            "e = m.ArtifactsFile(f, signature=(st.st_mtime_ns, st.st_size, st.st_ino))"
+            ".entry('Art7'); print(e.git_tree_sha1, 'tomllib' in sys.modules)")
+    import subprocess, sys
+    out = subprocess.run([sys.executable, "-c", code, str(toml)], capture_output=True,
+                         text=True, check=True, timeout=60).stdout.split()
+    assert out == [f"{7:040x}", "False"]
+    # An edit (new size and mtime) is seen at once; the cache is rewritten.
+    _big_toml(toml, extra=" changed")
+    entry = tomlmodel.ArtifactsFile(toml, signature=_sig(toml)).entry("Art7")
+    assert entry.metadata["description"] == "artifact 7 changed"
+
+
+def test_values_marshal_cannot_hold_skip_the_cache(tmp_path, isolated_depot):
+    from artifacts_py import tomlmodel
+
+    toml = _big_toml(tmp_path / "Artifacts.toml")
+    with open(toml, "a") as f:
+        f.write("\n[Dated]\ngit-tree-sha1 = \"" + "d" * 40 + "\"\nwhen = 2024-01-05T10:00:00Z\n")
+    entry = tomlmodel.ArtifactsFile(toml, signature=_sig(toml)).entry("Dated")
+    assert str(entry.metadata["when"]).startswith("2024-01-05")
+    assert not (isolated_depot / "cache" / "toml").exists() or \
+        not list((isolated_depot / "cache" / "toml").glob("*.marshal"))
+
+
+def _sig(path):
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
