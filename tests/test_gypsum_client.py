@@ -584,6 +584,50 @@ def test_no_prompt_without_a_terminal(github, cache: str) -> None:
     assert "open" not in run.stderr
 
 
+class DeviceLogin(BaseHTTPRequestHandler):
+    """GitHub's two device-flow endpoints, as github.com answers them (pending once)."""
+
+    polls: List[dict] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/login/device/code":
+            reply = {"device_code": "dev-123", "user_code": "ABCD-1234", "interval": 0,
+                     "verification_uri": "https://github.com/login/device", "expires_in": 60}
+        else:
+            self.polls.append(body)
+            reply = ({"error": "authorization_pending"} if len(self.polls) == 1
+                     else {"access_token": OWNER, "token_type": "bearer", "scope": "read:org"})
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_device_login_against_a_stand_in(monkeypatch, capsys) -> None:
+    from artifacts_py.gypsum import auth
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DeviceLogin)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(auth, "_POLL_SECONDS", 0.01)
+    try:
+        token = auth._device_login("client-id", f"http://127.0.0.1:{server.server_address[1]}",
+                                   None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert token == OWNER
+    assert DeviceLogin.polls[-1]["device_code"] == "dev-123"
+    assert "ABCD-1234" in capsys.readouterr().err
+    assert auth._web_base("https://api.github.com") == "https://github.com"
+    assert auth._web_base("https://ghe.example.org/api/v3") == "https://ghe.example.org"
+
+
 def test_offline_refuses_before_any_socket(monkeypatch, cache: str) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -127,25 +127,37 @@ def parse_expiry(header: Optional[str]) -> float:
     return math.inf
 
 
+def send(method: str, url: str, what: str, *, token: Optional[str] = None, body: Any = None,
+         headers: Optional[Dict[str, str]] = None) -> transport.Response:
+    """One request through the transport, with the bearer ``token`` and a JSON ``body``.
+
+    Returns the answer whatever its status; GypsumError (the token scrubbed)
+    when there is none. GET and HEAD are retried, nothing else.
+    """
+    sent = dict(headers or {})
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    try:
+        return transport.default().request(method, url, body=data, headers=sent,
+                                           retry=method in ("GET", "HEAD"))
+    except OfflineError:
+        raise
+    except DownloadError as exc:
+        raise GypsumError(f"{what} failed: {scrub(str(exc), token)}; check that the service is "
+                          "running and the URL is right", url=url) from None
+
+
 def _github_json(method: str, url: str, what: str, token: Optional[str] = None,
                  body: Optional[Dict[str, str]] = None,
                  user_agent: Optional[str] = None) -> transport.Response:
     headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
     if user_agent:
         headers["User-Agent"] = user_agent
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    try:
-        res = transport.default().request(method, url, body=data, headers=headers,
-                                          retry=method == "GET")
-    except OfflineError:
-        raise
-    except DownloadError as exc:
-        raise GypsumError(f"{what}: {scrub(str(exc), token)}", url=url) from None
+    res = send(method, url, what, token=token, body=body, headers=headers)
     if res.status >= 300:
         try:
             reason = str(res.json().get("message", ""))

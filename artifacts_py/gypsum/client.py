@@ -35,7 +35,8 @@ import os
 import secrets
 import shutil
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from urllib.parse import urlencode
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import (Any, Callable, Dict, Iterator, List, Literal, Mapping, Optional, Sequence,
@@ -44,7 +45,7 @@ from typing import (Any, Callable, Dict, Iterator, List, Literal, Mapping, Optio
 from .. import transport
 from ..errors import DownloadError, GypsumError, GypsumNotFoundError, OfflineError, hash_mismatch
 from . import config
-from .auth import resolve_token, scrub
+from .auth import resolve_token, scrub, send
 from .config import BUCKET_CACHE_NAME, DEFAULT, CacheDir, base_url, rest_url
 from .protocol import (FileEntry, check_manifest, check_name, file_url, is_complete,
                        loads_unique, path_problem, route, version_key)
@@ -83,23 +84,7 @@ def _error(res: transport.Response, what: str, token: Optional[str]) -> GypsumEr
 def _call(method: str, url: str, what: str, *, token: Optional[str] = None,
           body: Any = None) -> transport.Response:
     """One API request; GypsumError on failure, including a 200 carrying an error body."""
-    import json
-
-    headers: Dict[str, str] = {}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    try:
-        res = transport.default().request(method, url, body=data, headers=headers,
-                                          retry=method in ("GET", "HEAD"))
-    except OfflineError:
-        raise
-    except DownloadError as exc:
-        raise GypsumError(f"gypsum {what} failed: {scrub(str(exc), token)}; check that the "
-                          "service is running and the URL is right", url=url) from None
+    res = send(method, url, f"gypsum {what}", token=token, body=body)
     if res.status >= 300:
         raise _error(res, what, token)
     if res.data[:1] == b"{" and b'"error"' in res.data:  # the worker's HTTP-200 errors (§4.0.3)
@@ -134,12 +119,7 @@ def _list(base: str, prefix: Optional[str], recursive: bool, what: str) -> List[
     fields = {"recursive": "true" if recursive else "false"}
     if prefix is not None:
         fields["prefix"] = prefix
-    try:
-        res = transport.default().request("GET", f"{base}/list", fields=fields)
-    except OfflineError:
-        raise
-    except DownloadError as exc:
-        raise GypsumError(f"gypsum {what} failed: {exc}", url=f"{base}/list") from None
+    res = send("GET", f"{base}/list?{urlencode(fields)}", f"gypsum {what}")
     if res.status >= 300:
         raise _error(res, what, None)
     listing = _json(res, what)
@@ -312,21 +292,17 @@ def _download(base: str, root: str, entry: FileEntry, dest: str, where: str) -> 
 
 
 def _run(tasks: Sequence[Callable[[], None]], workers: int) -> None:
-    """Run tasks on a thread pool; the first failure cancels the rest and is raised."""
-    if not tasks:
-        return
-    if workers <= 1 or len(tasks) == 1:
+    """Run tasks on up to ``workers`` threads; the first failure is raised, the rest cancelled."""
+    if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             task()
         return
-    with ThreadPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-        futures = [pool.submit(t) for t in tasks]
-        wait(futures, return_when=FIRST_EXCEPTION)
-        for f in futures:
-            f.cancel()
-        for f in futures:
-            if f.done() and not f.cancelled() and f.exception() is not None:
-                raise f.exception()  # type: ignore[misc]
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(tasks)))
+    try:
+        for future in as_completed([pool.submit(t) for t in tasks]):
+            future.result()
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 # --------------------------------------------------------------------------

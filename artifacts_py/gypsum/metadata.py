@@ -52,11 +52,23 @@ def _get(url: str, dest: str) -> None:
             os.unlink(temp)
 
 
-def _name_path(name: str, what: str) -> List[str]:
+def _target(url: str, name: str, cache_dir: config.CacheDir,
+            folder: str) -> Tuple[str, Optional[str]]:
+    """The base URL (with a trailing ``/``) and ``<cache>/<folder>/<name>`` (None: no cache)."""
     problem = path_problem(name)
     if problem:
-        raise GypsumError(f"{what}: {problem}")
-    return name.split("/")
+        raise GypsumError(f"gypsum metadata {name!r}: {problem}")
+    root = config.cache_root(cache_dir)
+    return url.rstrip("/") + "/", (None if root is None
+                                   else os.path.join(root, folder, *name.split("/")))
+
+
+def _fresh_temp(url: str, suffix: str) -> str:
+    """``url`` downloaded to a new temporary file (``cache_dir=None``)."""
+    fd, path = tempfile.mkstemp(suffix=suffix)
+    os.close(fd)
+    _get(url, path)
+    return path
 
 
 def _remote_modified(base: str) -> Optional[float]:
@@ -86,15 +98,9 @@ def fetch_metadata_database(name: str = "bioconductor.sqlite3",
     (checked at most hourly) and also when the check fails (with a warning).
     ``cache_dir=None`` downloads to a new temporary file.
     """
-    base = (url or DATABASE_URL).rstrip("/") + "/"
-    parts = _name_path(name, "fetch_metadata_database")
-    root = config.cache_root(cache_dir)
-    if root is None:
-        fd, path = tempfile.mkstemp(suffix=".sqlite3")
-        os.close(fd)
-        _get(base + name, path)
-        return path
-    path = os.path.join(root, "databases", *parts)
+    base, path = _target(url or DATABASE_URL, name, cache_dir, "databases")
+    if path is None:
+        return _fresh_temp(base + name, ".sqlite3")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     import filelock
 
@@ -123,15 +129,9 @@ def fetch_metadata_schema(name: str = "bioconductor/v1.json",
                           cache_dir: config.CacheDir = config.DEFAULT, overwrite: bool = False,
                           url: Optional[str] = None) -> str:
     """The JSON schema ``name`` from ``url`` (default :data:`SCHEMA_URL`), cached as ``<cache>/schemas/<name>``."""
-    base = (url or SCHEMA_URL).rstrip("/") + "/"
-    parts = _name_path(name, "fetch_metadata_schema")
-    root = config.cache_root(cache_dir)
-    if root is None:
-        fd, path = tempfile.mkstemp(suffix=".json")
-        os.close(fd)
-        _get(base + name, path)
-        return path
-    path = os.path.join(root, "schemas", *parts)
+    base, path = _target(url or SCHEMA_URL, name, cache_dir, "schemas")
+    if path is None:
+        return _fresh_temp(base + name, ".json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     import filelock
 

@@ -238,7 +238,9 @@ def check_manifest(manifest: object, where: str, project: str, asset: str,
             files.append(FileEntry(rel, size, md5, version_key(project, asset, version, rel),
                                    False))
             continue
-        checked: Link = {**_target(link, where, rel)}  # type: ignore[typeddict-item]
+        named = _target(link, where, rel)
+        checked = Link(project=named["project"], asset=named["asset"],
+                       version=named["version"], path=named["path"])
         if isinstance(link, dict) and link.get("ancestor") is not None:
             checked["ancestor"] = _target(link["ancestor"], where, rel)
         files.append(FileEntry(rel, size, md5, target_key(checked), True))
