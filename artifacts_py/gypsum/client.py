@@ -99,6 +99,12 @@ def _call(method: str, url: str, what: str, *, token: Optional[str] = None,
     return res
 
 
+def _names(*names: str) -> None:
+    """Check project, asset and version names (in that order) before they make a key."""
+    for kind, value in zip(("project", "asset", "version"), names):
+        check_name(value, kind)
+
+
 def _json(res: transport.Response, what: str) -> Any:
     try:
         return res.json()
@@ -143,11 +149,13 @@ def list_projects(url: Optional[str] = None) -> List[str]:
 
 def list_assets(project: str, url: Optional[str] = None) -> List[str]:
     """Names of the assets of ``project``."""
+    _names(project)
     return _children(base_url(url), f"{project}/", f"list_assets {project}")
 
 
 def list_versions(project: str, asset: str, url: Optional[str] = None) -> List[str]:
     """Names of the versions of ``project/asset`` (probational and unfinished ones included)."""
+    _names(project, asset)
     return _children(base_url(url), f"{project}/{asset}/", f"list_versions {project}/{asset}")
 
 
@@ -159,6 +167,7 @@ def list_files(project: str, asset: str, version: str, prefix: Optional[str] = N
     path with a ``..``-prefixed component. Linked-from files have no object
     and are not listed: :func:`fetch_manifest` lists every file.
     """
+    _names(project, asset, version)
     top = version_key(project, asset, version)
     keys = _list(base_url(url), top + (prefix or ""), True,
                  f"list_files {project}/{asset}/{version}")
@@ -324,8 +333,7 @@ def _parse_time(value: Any) -> Any:
 def _version_doc(base: str, cache: Optional[str], project: str, asset: str, version: str,
                  name: str, overwrite: bool, keep: Callable[[Any], bool]) -> Any:
     """A version's ``..`` document, through the cache when ``keep(doc)`` allows caching it."""
-    for what, value in (("project", project), ("asset", asset), ("version", version)):
-        check_name(value, what)
+    _names(project, asset, version)
     key = version_key(project, asset, version, name)
     what = f"fetch {name} of {project}/{asset}/{version}"
     local = _local(cache, key) if cache is not None else None
@@ -387,6 +395,7 @@ def fetch_summary(project: str, asset: str, version: str, cache_dir: CacheDir = 
 
 def fetch_latest(project: str, asset: str, url: Optional[str] = None) -> str:
     """The latest non-probational version of ``project/asset`` (GypsumNotFoundError if none)."""
+    _names(project, asset)
     doc = _get_json(base_url(url), f"{project}/{asset}/..latest", f"fetch_latest {project}/{asset}")
     if not isinstance(doc, dict) or not isinstance(doc.get("version"), str):
         raise GypsumError(f"gypsum: {project}/{asset}/..latest is malformed")
@@ -395,6 +404,7 @@ def fetch_latest(project: str, asset: str, url: Optional[str] = None) -> str:
 
 def fetch_permissions(project: str, url: Optional[str] = None) -> Dict[str, Any]:
     """``owners`` and ``uploaders`` of a project; each ``until`` as a UTC datetime."""
+    _names(project)
     doc = _get_json(base_url(url), f"{project}/..permissions", f"fetch_permissions {project}")
     if not isinstance(doc, dict):
         raise GypsumError(f"gypsum: {project}/..permissions is not a JSON object")
@@ -408,6 +418,7 @@ def fetch_permissions(project: str, url: Optional[str] = None) -> Dict[str, Any]
 
 def fetch_quota(project: str, url: Optional[str] = None) -> Dict[str, Any]:
     """``baseline``, ``growth_rate`` and ``year`` of a project's quota."""
+    _names(project)
     doc = _get_json(base_url(url), f"{project}/..quota", f"fetch_quota {project}")
     if not isinstance(doc, dict):
         raise GypsumError(f"gypsum: {project}/..quota is not a JSON object")
@@ -416,6 +427,7 @@ def fetch_quota(project: str, url: Optional[str] = None) -> Dict[str, Any]:
 
 def fetch_usage(project: str, url: Optional[str] = None) -> int:
     """Bytes used by ``project``."""
+    _names(project)
     doc = _get_json(base_url(url), f"{project}/..usage", f"fetch_usage {project}")
     if not isinstance(doc, dict) or not isinstance(doc.get("total"), (int, float)):
         raise GypsumError(f"gypsum: {project}/..usage is malformed")
@@ -533,8 +545,7 @@ def save_version(project: str, asset: str, version: str, cache_dir: CacheDir = D
     a probational or unfinished one is re-checked every time.
     """
     base, root = base_url(url), _cache_for_save(cache_dir)
-    for what, value in (("project", project), ("asset", asset), ("version", version)):
-        check_name(value, what)
+    _names(project, asset, version)
     dest = _local(root, version_key(project, asset, version)).rstrip(os.sep)
     marker = os.path.join(root, "status", project, asset, version, "COMPLETE")
     if not overwrite and os.path.exists(marker):
@@ -728,8 +739,7 @@ def start_upload(project: str, asset: str, version: str,
     The reply also records ``rest_url``, so that later steps go to the same
     service.
     """
-    for what, value in (("project", project), ("asset", asset), ("version", version)):
-        check_name(value, what)
+    _names(project, asset, version)
     entries = _upload_entries(files, links, deduplicate, directory)
     token = resolve_token(token, f"start_upload {project}/{asset}/{version}")
     base = base_url(url)
@@ -888,8 +898,7 @@ def _until(uploaders: Optional[Sequence[Mapping[str, Any]]]) -> List[Dict[str, A
 
 def _admin(method: str, endpoint: str, names: Sequence[str], what: str, token: Optional[str],
            url: Optional[str], body: Any = None) -> transport.Response:
-    for kind, value in zip(("project", "asset", "version"), names):
-        check_name(value, kind)
+    _names(*names)
     token = resolve_token(token, what)
     return _call(method, route(base_url(url), endpoint, *names), what, token=token, body=body)
 
