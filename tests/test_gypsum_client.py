@@ -32,6 +32,7 @@ from artifacts_py.errors import (GypsumError, GypsumNotFoundError, HashMismatchE
                                  InvalidArgumentError, OfflineError)
 from artifacts_py.gypsum import protocol
 from artifacts_py.gypsum.auth import parse_expiry
+from artifacts_py.gypsum.metadata import tokenize
 from gypsum_fixtures import (  # noqa: F401 (fixtures)
     ADMIN, BUCKET, OWNER, USERS, Service, github, gypsum_local, s3_args, seaweed,
     start_service, unique,
@@ -244,6 +245,28 @@ def test_save_version_uses_its_marker_and_overwrite(svc: Service, project: str,
     gypsum.save_version(project, "data", "v1", cache_dir=cache, url=svc.url, overwrite=True)
     with open(path, "rb") as handle:
         assert handle.read() == published["a b.txt"]
+
+
+def test_concurrent_saves_of_one_version(svc: Service, project: str,
+                                         published: Dict[str, bytes], cache: str) -> None:
+    results: List[object] = []
+
+    def save() -> None:
+        try:
+            results.append(gypsum.save_version(project, "data", "v2", cache_dir=cache,
+                                               url=svc.url))
+        except Exception as exc:  # collected and asserted below
+            results.append(exc)
+
+    threads = [threading.Thread(target=save) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(set(map(str, results))) == 1 and isinstance(results[0], str), results
+    for name, data in published.items():
+        with open(os.path.join(str(results[0]), *name.split("/")), "rb") as handle:
+            assert handle.read() == data
 
 
 def test_save_version_without_relink(svc: Service, project: str,
@@ -680,7 +703,7 @@ def _index(path: str) -> None:
         conn.execute("INSERT INTO paths VALUES (?, ?, ?, ?)", (i, i, name, json.dumps(doc)))
         for field, value in doc.items():
             conn.execute("INSERT OR IGNORE INTO fields (field) VALUES (?)", (field,))
-            for token in gypsum.metadata.tokenize(value):
+            for token in tokenize(value):
                 conn.execute("INSERT OR IGNORE INTO tokens (token) VALUES (?)", (token,))
                 conn.execute("INSERT INTO links SELECT ?, fid, tid FROM fields, tokens "
                              "WHERE field = ? AND token = ?", (i, field, token))

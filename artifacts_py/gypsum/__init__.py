@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # the launcher is left out: type-checking it would check the 
         validate_metadata,
     )
 
+_SUBMODULES = ("auth", "client", "config", "metadata", "protocol")
 _WHERE: Dict[str, str] = {
     "list_projects": ".client",
     "list_assets": ".client",
@@ -119,6 +120,8 @@ _WHERE: Dict[str, str] = {
 def __getattr__(name: str) -> Any:
     import importlib
 
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -125,10 +125,7 @@ def _list(base: str, prefix: Optional[str], recursive: bool, what: str) -> List[
     fields = {"recursive": "true" if recursive else "false"}
     if prefix is not None:
         fields["prefix"] = prefix
-    res = send("GET", f"{base}/list?{urlencode(fields)}", f"gypsum {what}")
-    if res.status >= 300:
-        raise _error(res, what, None)
-    listing = _json(res, what)
+    listing = _json(_call("GET", f"{base}/list?{urlencode(fields)}", what), what)
     if not isinstance(listing, list):
         raise GypsumError(f"gypsum {what}: {base}/list did not return a JSON array")
     return [str(x) for x in listing]
@@ -261,17 +258,16 @@ def _version_lock(root: str, project: str, asset: str, version: str) -> Iterator
 # Verified downloads
 # --------------------------------------------------------------------------
 
+_DAMAGED = ("it does not match the version's ..manifest; nothing was cached; the stored "
+            "copy is damaged, tell the gypsum administrator")
+
+
 def _check(size: int, md5: str, want: FileEntry, where: str) -> None:
     if size != want.size:
         raise hash_mismatch("size", f"{want.size} bytes", f"{size} bytes", what=where,
-                            advice="it does not match the version's ..manifest; nothing was "
-                                   "cached; the stored copy is damaged, tell the gypsum "
-                                   "administrator")
+                            advice=_DAMAGED)
     if md5 != want.md5:
-        raise hash_mismatch("md5", want.md5, md5, what=where,
-                            advice="it does not match the version's ..manifest; nothing was "
-                                   "cached; the stored copy is damaged, tell the gypsum "
-                                   "administrator")
+        raise hash_mismatch("md5", want.md5, md5, what=where, advice=_DAMAGED)
 
 
 def _download(base: str, root: str, entry: FileEntry, dest: str, where: str) -> None:
