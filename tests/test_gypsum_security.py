@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -185,6 +186,7 @@ def expiring_services(github, request):
     import tempfile
 
     root = tempfile.mkdtemp(prefix="gypsum-expiry-")
+    request.addfinalizer(lambda: shutil.rmtree(root, ignore_errors=True))
     local = start_service(github, ["--store", root], ("--presign-expiry", "1"))
     request.addfinalizer(local.stop)
     yield Service("local", local, Api(local.url), local_snapshot(root))
@@ -291,3 +293,27 @@ def test_reads_cannot_escape_the_store(gypsum_local):
     assert api.json("GET", "/list?prefix=../") == []
     assert api.json("GET", "/list?prefix=..tmp/") == []
     assert "..tmp/" not in api.json("GET", "/list")
+
+
+def test_tokens_are_never_logged(github, tmp_path):
+    from artifacts_py.servers.gypsum.launch import GypsumProcess
+
+    log = open(tmp_path / "stderr.txt", "wb")
+    process = GypsumProcess(["--port", "0", "--store", str(tmp_path), "--verbose",
+                             "--admin", "admin-user", "--github-api", github.url], stderr=log)
+    try:
+        api = Api(process.url)
+        p = unique("log")
+        api.create(p)
+        started = api.upload(p, "a", "v1", {"f": b"x"}, complete=False)
+        signed = api.presign(started["file_urls"][0]["url"], started["session_token"])
+        api.json("POST", started["complete_url"], started["session_token"])
+        refused(api.call("POST", "/create/" + p, "secret-bad-token", {}), 401)
+    finally:
+        process.stop()
+        log.close()
+    text = (tmp_path / "stderr.txt").read_text()
+    assert "POST /create/" in text  # requests are logged...
+    token = signed["url"].rsplit("/", 1)[1]
+    for secret in (ADMIN, "secret-bad-token", started["session_token"], token):
+        assert secret not in text  # ...but no credential is

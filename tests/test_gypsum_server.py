@@ -20,7 +20,9 @@ import tempfile
 import pytest
 
 from artifacts_py.servers.gypsum.actions.versions import purge_logs
-from artifacts_py.servers.gypsum.launch import GypsumStartError, start_gypsum, stop_gypsum
+from artifacts_py.servers.gypsum.launch import (
+    GypsumProcess, GypsumStartError, start_gypsum, stop_gypsum,
+)
 from artifacts_py.servers.gypsum.store_local import LocalStore
 from gypsum_fixtures import (  # noqa: F401 (fixtures)
     ADMIN, BUCKET, LIMITED, OWNER, STRANGER, UNTRUSTED, UPLOADER, Api, enc, github, gypsum,
@@ -42,7 +44,9 @@ def error(reply, status, reason):
 def test_file_get_and_head(gypsum):
     api, p = gypsum.api, unique("read")
     api.create(p)
-    api.upload(p, "a", "v1", {"a b+c.txt": b"hello", "d/é.bin": bytes(range(256))})
+    api.upload(p, "a", "v1", {"a b+c.txt": b"hello", "d/é.bin": bytes(range(256)),
+                              "odd %41#?&=;~.txt": b"odd"})
+    assert api.file(f"{p}/a/v1/odd %41#?&=;~.txt").data == b"odd"
     reply = api.file(f"{p}/a/v1/a b+c.txt")
     assert reply.status == 200 and reply.data == b"hello"
     assert reply.headers["ETag"] == f'"{md5_hex(b"hello")}"'
@@ -518,3 +522,67 @@ def test_start_gypsum(github, tmp_path):
     with pytest.raises(GypsumStartError):
         start_gypsum(str(tmp_path / "missing"))
     stop_gypsum()
+
+
+def test_github_unreachable_and_orgs_refused(github, tmp_path):
+    from seaweed import free_ports
+
+    dead = f"http://127.0.0.1:{free_ports(1)[0]}"
+    process = GypsumProcess(["--port", "0", "--store", str(tmp_path), "--admin", "admin-org",
+                             "--github-api", dead])
+    try:
+        error(Api(process.url).call("POST", "/create/x", ADMIN, {}), 500,
+              f"failed to reach GitHub at {dead}: MaxRetryError")
+    finally:
+        process.stop()
+    github.add_user("org-less-token", "org-less", ["admin-org"])
+    github.orgs_status = 403  # /user/orgs refused: no organisations, as the worker does
+    try:
+        api = Api(start_gypsum(str(tmp_path), admin="admin-org", github_api=github.url))
+        error(api.call("POST", "/create/" + unique("o"), "org-less-token", {}), 403,
+              "user is not an administrator")
+    finally:
+        github.orgs_status = 200
+        stop_gypsum()
+
+
+def test_local_store_without_saved_md5(tmp_path):
+    """Objects an operator copied in (no saved MD5) are hashed on demand and read whole."""
+    data = b'{"total":0}'
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "..usage").write_bytes(data)
+    store = LocalStore(str(tmp_path))
+    assert store.head("p/..usage").etag == f'"{md5_hex(data)}"'
+    fresh = LocalStore(str(tmp_path))  # empty in-memory cache
+    assert fresh.read("p/..usage") == data
+
+
+def test_s3_upload_urls_sign_content_md5_and_no_checksum(gypsum_s3, seaweed):
+    api, p = gypsum_s3.api, unique("sign")
+    api.create(p)
+    started = api.upload(p, "a", "v1", {"f": b"x"}, complete=False)
+    signed = api.presign(started["file_urls"][0]["url"], started["session_token"])
+    query = signed["url"].split("?", 1)[1]
+    assert "X-Amz-SignedHeaders=content-md5%3Bhost" in query
+    assert "checksum" not in query.lower()
+    assert signed["url"].startswith(f"{seaweed.endpoint}/{BUCKET}/{p}/a/v1/f?")  # path style
+    api.json("POST", started["abort_url"], started["session_token"])
+
+
+def test_replicas_share_one_bucket_and_one_lock(gypsum_s3, github, seaweed):
+    """Two services on one bucket: concurrent upload starts, exactly one gets the lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = start_service(github, s3_args(seaweed))
+    try:
+        apis = [gypsum_s3.api, Api(other.url)]
+        p = unique("replicas")
+        apis[0].create(p)
+        with ThreadPoolExecutor(8) as pool:
+            replies = list(pool.map(lambda i: apis[i % 2].start(p, f"a{i}", "v1", []), range(8)))
+        assert sorted(r.status for r in replies) == [200] + [403] * 7
+        winner = next(json.loads(r.data) for r in replies if r.status == 200)
+        apis[1].json("POST", winner["complete_url"], winner["session_token"])  # via the other
+        assert len(apis[0].json("GET", f"/list?prefix={p}/")) == 4  # 3 files + one asset
+    finally:
+        other.stop()

@@ -104,10 +104,20 @@ class LocalStore(Store):
         except OSError:
             pass
         digest = hashlib.md5()
-        with open(path, "rb") if fd is None else os.fdopen(os.dup(fd), "rb") as handle:
-            handle.seek(0)
-            for chunk in iter(lambda: handle.read(_CHUNK), b""):
+        own = fd is None
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY)
+        try:
+            offset = 0
+            while True:  # pread: the caller's file position must not move
+                chunk = os.pread(fd, _CHUNK, offset)
+                if not chunk:
+                    break
                 digest.update(chunk)
+                offset += len(chunk)
+        finally:
+            if own:
+                os.close(fd)
         return self._remember(ident, digest.hexdigest())
 
     def _remember(self, ident: Tuple[int, int, int, int], md5: str) -> str:
