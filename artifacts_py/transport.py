@@ -31,7 +31,7 @@ import os
 import re
 import threading
 import time
-from typing import (TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
+from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
                     Sequence, Tuple, Union)
 from urllib.parse import unquote, urlsplit
 
@@ -191,14 +191,15 @@ class Transport:
             retries=self.retry, timeout=self._timeout(self.read_timeout),
             preload_content=False, decode_content=False)
 
-    def request(self, method: str, url: str, *, body: Optional[bytes] = None,
+    def request(self, method: str, url: str, *, body: Union[bytes, IO[bytes], None] = None,
                 headers: Optional[Mapping[str, str]] = None,
                 fields: Optional[Mapping[str, str]] = None, retry: bool = True,
                 read_timeout: Union[float, None, str] = "default") -> Response:
         """One whole request (an API call): the answer, whatever its status.
 
-        ``fields`` become the query string. ``retry=False`` (and any method but
-        GET/HEAD) sends once. ``read_timeout=None`` waits as long as the server
+        ``fields`` become the query string. ``body`` may be a binary file
+        object, streamed (give its ``Content-Length`` in ``headers``, or it
+        goes chunked). ``retry=False`` (and any method but GET/HEAD) sends once. ``read_timeout=None`` waits as long as the server
         works (synchronous actions). Raises :class:`OfflineError` offline and
         :class:`DownloadError` when the server cannot be reached or the answer
         breaks off.

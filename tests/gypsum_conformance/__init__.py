@@ -1,0 +1,1 @@
+"""pytest plugin that runs gypsum_client's own test suite against artifacts-gypsum."""
