@@ -158,6 +158,25 @@ def proxy(svc: Service) -> Iterator[Proxy]:
     p.close()
 
 
+def test_same_names_and_parameters_as_gypsum_client() -> None:
+    """Every public callable of gypsum_client 0.2.0 exists here, its parameters first, in order."""
+    import inspect
+
+    import gypsum_client
+
+    checked = 0
+    for name in sorted(dir(gypsum_client)):
+        theirs = getattr(gypsum_client, name)
+        if name.startswith("_") or inspect.ismodule(theirs) or not callable(theirs):
+            continue
+        ours = getattr(gypsum, name)
+        want = [(p.name, p.kind) for p in inspect.signature(theirs).parameters.values()]
+        have = [(p.name, p.kind) for p in inspect.signature(ours).parameters.values()]
+        assert have[:len(want)] == want, name
+        checked += 1
+    assert checked >= 40
+
+
 # --------------------------------------------------------------------------
 # Listing and bookkeeping files
 # --------------------------------------------------------------------------
