@@ -227,6 +227,9 @@ def test_fetch_bookkeeping(svc: Service, project: str, published: Dict[str, byte
 def test_probational_summary_is_never_cached(svc: Service, project: str, cache: str) -> None:
     init = gypsum.start_upload(project, "prob", "v1", files=[], probation=True, url=svc.url,
                                token=OWNER)
+    running = gypsum.fetch_summary(project, "prob", "v1", cache_dir=cache, url=svc.url)
+    assert "upload_finish" not in running  # in progress: no KeyError, nothing cached
+    assert not os.path.exists(os.path.join(cache, "bucket", project, "prob", "v1", "..summary"))
     gypsum.complete_upload(init)
     summary = gypsum.fetch_summary(project, "prob", "v1", cache_dir=cache, url=svc.url)
     assert summary["on_probation"] is True
