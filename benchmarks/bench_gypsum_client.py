@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -75,7 +75,7 @@ def child_env() -> Dict[str, str]:
     return env
 
 
-def run_child(label: str, argv: List[str]) -> Tuple[float, dict]:
+def run_child(label: str, argv: List[str]) -> Tuple[float, Dict[str, Any]]:
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           timeout=1800)
@@ -94,7 +94,7 @@ def make_tree(src: Path, n: int, size: int) -> None:
         (sub / f"f{i:05d}.bin").write_bytes(os.urandom(size))
 
 
-def check(label: str, root: Path, manifest: Dict[str, dict]) -> None:
+def check(label: str, root: Path, manifest: Dict[str, Any]) -> None:
     for rel, entry in manifest.items():
         data = (root / rel).read_bytes()
         if len(data) != entry["size"] or hashlib.md5(data).hexdigest() != entry["md5sum"]:

@@ -23,9 +23,13 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, Iterator, List, Optional
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
+from github_standin import GitHubStandIn
+from httpserver import FaultyServer
+from seaweed import SeaweedFS
 
 from artifacts_py import gypsum
 from artifacts_py.errors import (GypsumError, GypsumNotFoundError, HashMismatchError,
@@ -76,12 +80,12 @@ def project(svc: Service) -> str:
 
 
 @pytest.fixture
-def cache(tmp_path) -> str:
+def cache(tmp_path: Path) -> str:
     return str(tmp_path / "cache")
 
 
 @pytest.fixture
-def published(svc: Service, project: str, tmp_path) -> Dict[str, bytes]:
+def published(svc: Service, project: str, tmp_path: Path) -> Dict[str, bytes]:
     """``project/data`` v1 with odd names, and v2 all links to v1 (deduplicated)."""
     files = {name: f"content of {name}\n".encode() * 3 for name in ODD_NAMES}
     files["big.bin"] = os.urandom(3 << 20)  # over the small-file path
@@ -158,6 +162,25 @@ def proxy(svc: Service) -> Iterator[Proxy]:
     p.close()
 
 
+def test_same_names_and_parameters_as_gypsum_client() -> None:
+    """Every public callable of gypsum_client 0.2.0 exists here, its parameters first, in order."""
+    import inspect
+
+    import gypsum_client  # type: ignore[import-untyped]
+
+    checked = 0
+    for name in sorted(dir(gypsum_client)):
+        theirs = getattr(gypsum_client, name)
+        if name.startswith("_") or inspect.ismodule(theirs) or not callable(theirs):
+            continue
+        ours = getattr(gypsum, name)
+        want = [(p.name, p.kind) for p in inspect.signature(theirs).parameters.values()]
+        have = [(p.name, p.kind) for p in inspect.signature(ours).parameters.values()]
+        assert have[:len(want)] == want, name
+        checked += 1
+    assert checked >= 40
+
+
 # --------------------------------------------------------------------------
 # Listing and bookkeeping files
 # --------------------------------------------------------------------------
@@ -204,6 +227,9 @@ def test_fetch_bookkeeping(svc: Service, project: str, published: Dict[str, byte
 def test_probational_summary_is_never_cached(svc: Service, project: str, cache: str) -> None:
     init = gypsum.start_upload(project, "prob", "v1", files=[], probation=True, url=svc.url,
                                token=OWNER)
+    running = gypsum.fetch_summary(project, "prob", "v1", cache_dir=cache, url=svc.url)
+    assert "upload_finish" not in running  # in progress: no KeyError, nothing cached
+    assert not os.path.exists(os.path.join(cache, "bucket", project, "prob", "v1", "..summary"))
     gypsum.complete_upload(init)
     summary = gypsum.fetch_summary(project, "prob", "v1", cache_dir=cache, url=svc.url)
     assert summary["on_probation"] is True
@@ -233,7 +259,7 @@ def test_save_version_odd_names_and_links(svc: Service, project: str,
 
 def test_save_version_uses_its_marker_and_overwrite(svc: Service, project: str,
                                                     published: Dict[str, bytes],
-                                                    cache: str, monkeypatch) -> None:
+                                                    cache: str, monkeypatch: pytest.MonkeyPatch) -> None:
     out = gypsum.save_version(project, "data", "v1", cache_dir=cache, url=svc.url,
                               concurrent=1)
     path = os.path.join(out, "a b.txt")
@@ -293,7 +319,7 @@ def test_save_file(svc: Service, project: str, published: Dict[str, bytes],
 
 def test_clone_and_prepare_directory_upload(svc: Service, project: str,
                                             published: Dict[str, bytes], cache: str,
-                                            tmp_path) -> None:
+                                            tmp_path: Path) -> None:
     dest = str(tmp_path / "clone")
     gypsum.clone_version(project, "data", "v1", dest, cache_dir=cache, url=svc.url)
     link = os.path.join(dest, "sub dir", "x y.txt")
@@ -383,7 +409,7 @@ class Hostile(BaseHTTPRequestHandler):
     b'{"a": {"size": 1, "md5sum": "0cc175b9c0f1b6a831c399e269772661", '
     b'"link": {"project": "..", "asset": "a", "version": "v", "path": "x"}}}',
 ])
-def test_hostile_manifest_is_refused(manifest: bytes, cache: str, tmp_path) -> None:
+def test_hostile_manifest_is_refused(manifest: bytes, cache: str, tmp_path: Path) -> None:
     handler = type("H", (Hostile,), {"manifest": manifest})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -424,7 +450,7 @@ def test_protocol_checks() -> None:
 # Uploads: dedup flag, abort at the same URL, local checks
 # --------------------------------------------------------------------------
 
-def test_dedup_flag_is_not_inverted(svc: Service, project: str, tmp_path) -> None:
+def test_dedup_flag_is_not_inverted(svc: Service, project: str, tmp_path: Path) -> None:
     src = _files(str(tmp_path / "d"), {"x.txt": b"same bytes", "y.txt": b"other"})
     gypsum.upload_directory(src, project, "dd", "v1", url=svc.url, token=OWNER, cache_dir=None)
     init = gypsum.start_upload(project, "dd", "v2", files=["x.txt", "y.txt"], directory=src,
@@ -441,7 +467,7 @@ def test_dedup_flag_is_not_inverted(svc: Service, project: str, tmp_path) -> Non
 
 
 def test_failed_upload_aborts_at_the_same_url(svc: Service, project: str, proxy: Proxy,
-                                              tmp_path) -> None:
+                                              tmp_path: Path) -> None:
     src = _files(str(tmp_path / "d"), {"f.txt": b"payload"})
     proxy.fail = lambda method, path: 500 if method == "PUT" else None
     with pytest.raises(GypsumError, match="HTTP 500"):
@@ -455,7 +481,7 @@ def test_failed_upload_aborts_at_the_same_url(svc: Service, project: str, proxy:
 
 
 def test_failed_abort_says_an_admin_must_unlock(svc: Service, project: str, proxy: Proxy,
-                                                tmp_path) -> None:
+                                                tmp_path: Path) -> None:
     src = _files(str(tmp_path / "d"), {"f.txt": b"payload"})
     proxy.fail = lambda method, path: 502 if method == "PUT" or "/abort/" in path else None
     with pytest.raises(GypsumError) as info:
@@ -472,7 +498,7 @@ def test_failed_abort_says_an_admin_must_unlock(svc: Service, project: str, prox
 
 
 def test_start_upload_local_checks(svc: Service, project: str, published: Dict[str, bytes],
-                                   tmp_path) -> None:
+                                   tmp_path: Path) -> None:
     with pytest.raises(GypsumError, match="already exists"):
         gypsum.start_upload(project, "data", "v1", files=[], url=svc.url, token=OWNER)
     assert gypsum.fetch_manifest(project, "data", "v1", cache_dir=None, url=svc.url)
@@ -481,12 +507,12 @@ def test_start_upload_local_checks(svc: Service, project: str, published: Dict[s
         gypsum.start_upload(project, "x", "v1", files=bad, url=svc.url, token=OWNER)
     with pytest.raises(GypsumError, match="project name"):
         gypsum.start_upload("..p", "x", "v1", files=[], url=svc.url, token=OWNER)
-    mixed: List = ["a", {"path": "b", "size": 1, "md5sum": "0" * 32}]
+    mixed: List[Any] = ["a", {"path": "b", "size": 1, "md5sum": "0" * 32}]
     with pytest.raises(GypsumError, match="not a mix"):
         gypsum.start_upload(project, "x", "v1", files=mixed, url=svc.url, token=OWNER)
 
 
-def test_file_changed_after_start_is_reported(svc: Service, project: str, tmp_path) -> None:
+def test_file_changed_after_start_is_reported(svc: Service, project: str, tmp_path: Path) -> None:
     src = _files(str(tmp_path / "d"), {"f.txt": b"original"})
     init = gypsum.start_upload(project, "chg", "v1", files=["f.txt"], directory=src,
                                url=svc.url, token=OWNER)
@@ -500,7 +526,7 @@ def test_file_changed_after_start_is_reported(svc: Service, project: str, tmp_pa
 # Administration
 # --------------------------------------------------------------------------
 
-def test_administration(svc: Service, tmp_path) -> None:
+def test_administration(svc: Service, tmp_path: Path) -> None:
     name = unique("admin p")  # a space: route names are percent-encoded
     until = datetime.datetime(2031, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc)
     gypsum.create_project(name, owners="owner-user",
@@ -547,8 +573,8 @@ def test_public_s3_config_on_the_local_store_is_an_error(svc: Service) -> None:
 # Tokens, offline
 # --------------------------------------------------------------------------
 
-def test_tokens_never_in_messages_or_logs(svc: Service, project: str, caplog,
-                                          tmp_path) -> None:
+def test_tokens_never_in_messages_or_logs(svc: Service, project: str, caplog: pytest.LogCaptureFixture,
+                                          tmp_path: Path) -> None:
     caplog.set_level(logging.DEBUG, logger="artifacts_py")
     secret = "ghp_SuperSecretToken1234567890"
     with pytest.raises(GypsumError) as info:
@@ -566,7 +592,7 @@ def test_tokens_never_in_messages_or_logs(svc: Service, project: str, caplog,
         assert secret not in text and OWNER not in text and init["session_token"] not in text
 
 
-def test_token_sources(svc: Service, project: str, monkeypatch, cache: str) -> None:
+def test_token_sources(svc: Service, project: str, monkeypatch: pytest.MonkeyPatch, cache: str) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "bad-token")
     monkeypatch.setenv("GYPSUM_TOKEN", OWNER)  # wins over GITHUB_TOKEN
     gypsum.set_permissions(project, owners=["x-user"], url=svc.url)
@@ -578,14 +604,15 @@ def test_token_sources(svc: Service, project: str, monkeypatch, cache: str) -> N
         gypsum.set_permissions(project, owners=["y-user"], url=svc.url)
 
 
-def test_set_access_token(github, monkeypatch, cache: str) -> None:
+def test_set_access_token(github: GitHubStandIn, monkeypatch: pytest.MonkeyPatch, cache: str) -> None:
     info = gypsum.set_access_token(OWNER, github_url=github.url, cache_dir=cache)
     assert info is not None and info["name"] == USERS[OWNER][0] and info["expires"] == float("inf")
     path = os.path.join(cache, "credentials", "token.txt")
     assert os.stat(path).st_mode & 0o777 == 0o600
     gypsum.set_access_token(None, cache_dir=None)  # forget the in-memory copy only
     assert gypsum.access_token(cache_dir=cache, request=False) == OWNER
-    assert gypsum.access_token(full=True, cache_dir=cache)["name"] == USERS[OWNER][0]
+    full = gypsum.access_token(full=True, cache_dir=cache)
+    assert isinstance(full, dict) and full["name"] == USERS[OWNER][0]
     gypsum.set_access_token(None, cache_dir=cache)
     assert not os.path.exists(path)
     assert gypsum.access_token(cache_dir=cache, request=False) is None
@@ -593,7 +620,7 @@ def test_set_access_token(github, monkeypatch, cache: str) -> None:
         2031, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc).timestamp()
 
 
-def test_no_prompt_without_a_terminal(github, cache: str) -> None:
+def test_no_prompt_without_a_terminal(github: GitHubStandIn, cache: str) -> None:
     code = ("from artifacts_py import gypsum\n"
             "from artifacts_py.errors import GypsumError\n"
             "try:\n"
@@ -610,7 +637,7 @@ def test_no_prompt_without_a_terminal(github, cache: str) -> None:
 class DeviceLogin(BaseHTTPRequestHandler):
     """GitHub's two device-flow endpoints, as github.com answers them (pending once)."""
 
-    polls: List[dict] = []
+    polls: List[Dict[str, Any]] = []
 
     def log_message(self, *args: object) -> None:
         pass
@@ -632,7 +659,7 @@ class DeviceLogin(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def test_device_login_against_a_stand_in(monkeypatch, capsys) -> None:
+def test_device_login_against_a_stand_in(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from artifacts_py.gypsum import auth
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), DeviceLogin)
@@ -651,7 +678,7 @@ def test_device_login_against_a_stand_in(monkeypatch, capsys) -> None:
     assert auth._web_base("https://ghe.example.org/api/v3") == "https://ghe.example.org"
 
 
-def test_offline_refuses_before_any_socket(monkeypatch, cache: str) -> None:
+def test_offline_refuses_before_any_socket(monkeypatch: pytest.MonkeyPatch, cache: str) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -659,7 +686,7 @@ def test_offline_refuses_before_any_socket(monkeypatch, cache: str) -> None:
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     monkeypatch.setenv("ARTIFACTS_PY_OFFLINE", "1")
     try:
-        calls = [lambda: gypsum.list_projects(url=url),
+        calls: List[Callable[[], object]] = [lambda: gypsum.list_projects(url=url),
                  lambda: gypsum.fetch_latest("p", "a", url=url),
                  lambda: gypsum.save_version("p", "a", "v", cache_dir=cache, url=url),
                  lambda: gypsum.create_project("p", owners=["x"], url=url, token="t"),
@@ -673,8 +700,8 @@ def test_offline_refuses_before_any_socket(monkeypatch, cache: str) -> None:
         listener.close()
 
 
-def test_defaults_are_read_at_call_time(svc: Service, project: str, monkeypatch,
-                                        isolated_depot) -> None:
+def test_defaults_are_read_at_call_time(svc: Service, project: str, monkeypatch: pytest.MonkeyPatch,
+                                        isolated_depot: Path) -> None:
     monkeypatch.setenv("ARTIFACTS_PY_GYPSUM_URL", svc.url)
     assert gypsum.rest_url() == svc.url
     assert project in gypsum.list_projects()
@@ -711,13 +738,13 @@ def _index(path: str) -> None:
     conn.close()
 
 
-def test_search_metadata_text(tmp_path) -> None:
+def test_search_metadata_text(tmp_path: Path) -> None:
     path = str(tmp_path / "index.sqlite3")
     _index(path)
     search = gypsum.search_metadata_text
     q = gypsum.define_text_query
 
-    def paths(query, **kw) -> List[str]:
+    def paths(query: Any, **kw: Any) -> List[str]:
         return sorted(r["path"] for r in search(path, query, include_metadata=False, **kw))
 
     assert paths("CAFÉ") == ["café.json"]  # diacritics removed as the indexer does
@@ -736,7 +763,7 @@ def test_search_metadata_text(tmp_path) -> None:
         search(path, [])
 
 
-def test_fetch_metadata_database_and_schema(http_server, cache: str, tmp_path) -> None:
+def test_fetch_metadata_database_and_schema(http_server: FaultyServer, cache: str, tmp_path: Path) -> None:
     index = str(tmp_path / "src.sqlite3")
     _index(index)
     with open(index, "rb") as handle:
@@ -776,7 +803,7 @@ def test_fetch_metadata_database_and_schema(http_server, cache: str, tmp_path) -
 # The S3 back end (SeaweedFS)
 # --------------------------------------------------------------------------
 
-def test_s3_back_end(github, seaweed, tmp_path, cache: str) -> None:
+def test_s3_back_end(github: GitHubStandIn, seaweed: SeaweedFS, tmp_path: Path, cache: str) -> None:
     from seaweed import ACCESS_KEY, SECRET_KEY
 
     process = start_service(github, s3_args(seaweed), ("--s3-public-read-key", ACCESS_KEY,
@@ -787,7 +814,7 @@ def test_s3_back_end(github, seaweed, tmp_path, cache: str) -> None:
         process.stop()
 
 
-def _s3_round_trip(url: str, seaweed, tmp_path, cache: str) -> None:
+def _s3_round_trip(url: str, seaweed: SeaweedFS, tmp_path: Path, cache: str) -> None:
     name = unique("s3client")
     gypsum.create_project(name, owners=["owner-user"], url=url, token=ADMIN)
     files = {"a b.txt": b"one", "ünï/#2.txt": os.urandom(2 << 20)}
@@ -801,7 +828,8 @@ def _s3_round_trip(url: str, seaweed, tmp_path, cache: str) -> None:
     creds = gypsum.public_s3_config(url=url, cache_dir=cache)
     assert creds["bucket"] == BUCKET and creds["endpoint"] == seaweed.endpoint
     assert os.path.isfile(os.path.join(cache, "credentials", "s3.json"))
-    seaweed.client().put_object(Bucket=BUCKET, Key=f"{name}/a/v1/a b.txt", Body=b"two")
+    seaweed.client().put_object(  # type: ignore[no-untyped-call]
+        Bucket=BUCKET, Key=f"{name}/a/v1/a b.txt", Body=b"two")
     other = str(tmp_path / "cache2")
     with pytest.raises(HashMismatchError, match="md5 mismatch"):
         gypsum.save_version(name, "a", "v1", cache_dir=other, url=url)

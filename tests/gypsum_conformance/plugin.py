@@ -65,9 +65,8 @@ def _fixtures(url: str) -> None:
     """test-R/basic v1-v3 as on the real test instance, and the project test-Py."""
     from artifacts_py import gypsum
 
-    kw = {"url": url, "token": ADMIN_TOKEN}
-    gypsum.create_project("test-R", owners=[ADMIN_LOGIN], **kw)
-    gypsum.create_project("test-Py", owners=[ADMIN_LOGIN], **kw)
+    gypsum.create_project("test-R", owners=[ADMIN_LOGIN], url=url, token=ADMIN_TOKEN)
+    gypsum.create_project("test-Py", owners=[ADMIN_LOGIN], url=url, token=ADMIN_TOKEN)
     src = tempfile.mkdtemp(prefix="gypsum-conformance-src-")
     try:
         os.makedirs(os.path.join(src, "foo"))
@@ -76,13 +75,14 @@ def _fixtures(url: str) -> None:
         with open(os.path.join(src, "foo", "bar.txt"), "w") as handle:
             handle.write(FOOBAR)
         gypsum.upload_directory(src, "test-R", "basic", "v1", deduplicate=False,
-                                cache_dir=None, **kw)
+                                cache_dir=None, url=url, token=ADMIN_TOKEN)
     finally:
         shutil.rmtree(src)
     for version, previous in (("v2", "v1"), ("v3", "v2")):
         links = [{"from.path": p, "to.project": "test-R", "to.asset": "basic",
                   "to.version": previous, "to.path": p} for p in ("blah.txt", "foo/bar.txt")]
-        init = gypsum.start_upload("test-R", "basic", version, files=[], links=links, **kw)
+        init = gypsum.start_upload("test-R", "basic", version, files=[], links=links, url=url,
+                                   token=ADMIN_TOKEN)
         gypsum.complete_upload(init, url=url)
 
 
@@ -111,7 +111,7 @@ def _retarget(module: ModuleType, url: str, github: str) -> int:
 
 
 def _patch_client(url: str, github: str) -> None:
-    import gypsum_client
+    import gypsum_client  # type: ignore[import-untyped]
 
     gypsum_client.rest_url(url)
     modules = [m for name, m in sys.modules.items()
