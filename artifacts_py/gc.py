@@ -27,6 +27,10 @@ from .treehash import is_sha1_hex
 from .usage import recorded_tomls
 
 
+# The Gobbler and gypsum clients' file caches in a depot (artifacts_py.gobbler/gypsum).
+CLIENT_CACHES = ("gobbler", "gypsum")
+
+
 class TreeInfo(TypedDict):
     """One installed tree in a gc report."""
 
@@ -44,7 +48,7 @@ class GcReport:
     kept: List[TreeInfo] = field(default_factory=list)
     temp_removed: List[str] = field(default_factory=list)
     locks_removed: List[str] = field(default_factory=list)
-    client_cache_bytes: int = 0  # the Gobbler client's file cache (<depot>/gobbler), removed
+    client_cache_bytes: int = 0  # the registry clients' file caches (<depot>/gobbler, /gypsum)
     forgotten_tomls: List[str] = field(default_factory=list)
     dry_run: bool = False
 
@@ -150,9 +154,9 @@ def _collect(dry_run: bool, max_size: Optional[int], now: Optional[float]) -> Gc
         report.temp_removed.append(str(entry))
     # Nobody holds a per-hash lock now: installers hold the depot lock we hold exclusively.
     report.locks_removed = [str(p) for p in store.stale_lock_files()]
-    # The Gobbler client's cache holds verified copies that are fetched again on use.
-    client_cache = depot.get_cache_dir() / "gobbler"
-    report.client_cache_bytes = depot.tree_size(client_cache) if client_cache.is_dir() else 0
+    # The registry clients' caches hold verified copies that are fetched again on use.
+    caches = [d for d in (depot.get_cache_dir() / n for n in CLIENT_CACHES) if d.is_dir()]
+    report.client_cache_bytes = sum(depot.tree_size(d) for d in caches)
     if not dry_run:
         for info in report.removed:
             store.retire(Path(info["path"]))
@@ -160,8 +164,8 @@ def _collect(dry_run: bool, max_size: Optional[int], now: Optional[float]) -> Gc
             store.remove_tree(leftover)
         for lock in report.locks_removed:
             Path(lock).unlink(missing_ok=True)
-        if client_cache.is_dir():
-            store.remove_tree(client_cache)
+        for cache in caches:
+            store.remove_tree(cache)
     return report
 
 
