@@ -72,11 +72,12 @@ def _check_not_bound(toml_path: Path, name: str, force: bool) -> None:
 def resolve_source(tarball_url: Optional[str] = None, *, project: Optional[str] = None,
                    asset: Optional[str] = None, version: Optional[str] = None,
                    url: Optional[str] = None, registry: Optional[str] = None,
-                   progress: Optional[bool] = None) -> Dict[str, Any]:
-    """Install a tarball URL or a Gobbler version and describe it for binding.
+                   progress: Optional[bool] = None, gypsum: bool = False,
+                   probation: bool = False) -> Dict[str, Any]:
+    """Install a tarball URL, a Gobbler or a gypsum version and describe it for binding.
 
     Returns ``git_tree_sha1`` and ``path``, plus ``sha256``/``url`` for a
-    tarball or ``gobbler`` (the table to bind) for a Gobbler version.
+    tarball, or ``gobbler``/``gypsum`` (the table to bind) for a version.
     """
     if tarball_url is not None:
         if project is not None:
@@ -86,7 +87,12 @@ def resolve_source(tarball_url: Optional[str] = None, *, project: Optional[str] 
 
         return pin_tarball(tarball_url, progress=progress)
     if project is None or asset is None:
-        raise InvalidArgumentError("need a tarball URL, or a Gobbler project and asset")
+        raise InvalidArgumentError("need a tarball URL, or a Gobbler or gypsum project and asset")
+    if gypsum:
+        from .pin import pin_gypsum
+
+        return pin_gypsum(project, asset, version, url=url, probation=probation,
+                          progress=progress)
     from .pin import pin_gobbler
 
     return pin_gobbler(project, asset, version, url=url, registry=registry, progress=progress)
@@ -97,9 +103,9 @@ def bind_resolved(toml_path: PathLike, name: str, info: Dict[str, Any], *, lazy:
     """Bind what :func:`resolve_source` returned."""
     from .binding import bind_artifact
 
-    if "gobbler" in info:
+    if "gobbler" in info or "gypsum" in info:
         bind_artifact(toml_path, name, info["git_tree_sha1"], lazy=lazy, force=force,
-                      gobbler=info["gobbler"])
+                      gobbler=info.get("gobbler"), gypsum=info.get("gypsum"))
     else:
         bind_artifact(toml_path, name, info["git_tree_sha1"], info["url"], info["sha256"],
                       lazy=lazy, force=force)
@@ -109,14 +115,17 @@ def add_artifact(toml_path: PathLike, name: str, tarball_url: Optional[str] = No
                  lazy: bool = False, force: bool = False, clear: bool = True,
                  verbose: bool = True, *, project: Optional[str] = None,
                  asset: Optional[str] = None, version: Optional[str] = None,
-                 url: Optional[str] = None, registry: Optional[str] = None) -> Dict[str, Any]:
+                 url: Optional[str] = None, registry: Optional[str] = None,
+                 gypsum: bool = False, probation: bool = False) -> Dict[str, Any]:
     """Pin a source in an Artifacts.toml: download/install it, hash it, bind it.
 
     Tarball form: ``add_artifact(toml, name, tarball_url)`` returns
     ``{"git_tree_sha1", "sha256", "url", "path"}``. Gobbler form:
     ``add_artifact(toml, name, project=..., asset=..., version=None, url=...,
     registry=...)`` pins ``version`` (the latest when None) and returns
-    ``{"git_tree_sha1", "project", "asset", "version", "path"}``. ``clear`` is
+    ``{"git_tree_sha1", "project", "asset", "version", "path"}``. gypsum form:
+    the same with ``gypsum=True`` (``url`` is the gypsum service, default the
+    public one; ``probation=True`` accepts a version still on probation). ``clear`` is
     accepted for compatibility: the download is always removed and the tree
     always kept in the depot. An existing name needs ``force``.
     """
@@ -128,10 +137,11 @@ def add_artifact(toml_path: PathLike, name: str, tarball_url: Optional[str] = No
     with store.depot_lock(depot.get_cache_dir(), exclusive=False):
         info = resolve_source(tarball_url, project=project, asset=asset, version=version,
                               url=url, registry=registry,
-                              progress=None if verbose else False)
+                              progress=None if verbose else False, gypsum=gypsum,
+                              probation=probation)
         bind_resolved(toml_path, name, info, lazy=lazy, force=force)
-    if "gobbler" in info:
-        g = info["gobbler"]
+    if "gobbler" in info or "gypsum" in info:
+        g = info.get("gobbler") or info["gypsum"]
         return {"git_tree_sha1": info["git_tree_sha1"], "project": g["project"],
                 "asset": g["asset"], "version": g["version"], "path": info["path"]}
     return {k: info[k] for k in ("git_tree_sha1", "sha256", "url", "path")}

@@ -256,17 +256,18 @@ def _mirror_table(url: str, sha: str, size: Optional[int]) -> Any:
     return t
 
 
-def _gobbler_table(gobbler: Union[GobblerSource, Mapping[str, Any]]) -> Any:
-    """The ``[name.gobbler]`` sub-table (validated later with the whole entry)."""
+def _registry_table(source: Any, keys: Tuple[str, ...]) -> Any:
+    """A ``[name.gobbler]`` or ``[name.gypsum]`` sub-table (validated later with the entry).
+
+    ``source`` is a mapping or the protocol's NamedTuple; keys come out in
+    ``keys`` order, and None (or a false ``probation``) is left out.
+    """
     import tomlkit
 
-    if isinstance(gobbler, GobblerSource):
-        g = {k: getattr(gobbler, k) for k in GOBBLER_KEYS}
-    else:
-        g = dict(gobbler)
+    g = source._asdict() if hasattr(source, "_asdict") else dict(source)
     sub = tomlkit.table()
-    for k in sorted(g, key=lambda k: GOBBLER_KEYS.index(k) if k in GOBBLER_KEYS else 99):
-        if g[k] is not None:
+    for k in sorted(g, key=lambda k: keys.index(k) if k in keys else 99):
+        if g[k] is not None and not (k == "probation" and g[k] is False):
             sub.add(k, g[k])
     sub.indent(4)
     sub.trivia.indent = "\n    "
@@ -290,7 +291,7 @@ def _same_platform(entry: Mapping[str, Any], tags: Mapping[str, str], name: str,
 
 
 def _set_binding(table: Any, git_tree_sha1: str, lazy: bool, metadata: Mapping[str, Any],
-                 gobbler: Any, mirrors: List[Any]) -> None:
+                 gobbler: Any, mirrors: List[Any], gypsum: Any = None) -> None:
     """Make ``table`` bind the new tree: hash, lazy, metadata, fresh sources.
 
     Keys not named here (free metadata, platform tags) stay where they are.
@@ -304,11 +305,15 @@ def _set_binding(table: Any, git_tree_sha1: str, lazy: bool, metadata: Mapping[s
         del table["lazy"]
     for k, v in metadata.items():
         table[k] = v
-    for k in ("gobbler", "download"):  # sources of the old tree do not hold the new one
+    for k in ("gobbler", "gypsum", "download"):  # the old tree's sources lack the new one
         if k in table:
             del table[k]
     if gobbler is not None:
-        _add_sub(table, "gobbler", _gobbler_table(gobbler))
+        _add_sub(table, "gobbler", _registry_table(gobbler, GOBBLER_KEYS))
+    if gypsum is not None:
+        from .gypsum.protocol import TABLE_KEYS as GYPSUM_KEYS
+
+        _add_sub(table, "gypsum", _registry_table(gypsum, GYPSUM_KEYS))
     if mirrors:
         aot = tomlkit.aot()
         for m in mirrors:
@@ -362,12 +367,14 @@ def bind_artifact(toml_path: PathLike, name: str, git_tree_sha1: str,
                   download: Optional[Iterable[Mirror]] = None,
                   gobbler: Union[GobblerSource, Mapping[str, Any], None] = None,
                   platform: Optional[PlatformLike] = None,
-                  metadata: Optional[Mapping[str, Any]] = None) -> None:
+                  metadata: Optional[Mapping[str, Any]] = None,
+                  gypsum: Optional[Mapping[str, Any]] = None) -> None:
     """Bind ``name`` to a tree hash and its sources in an Artifacts.toml.
 
     Sources: ``download_url`` + ``sha256`` (fetch-artifacts' form) and/or
     ``download`` (several mirrors), and/or ``gobbler`` (project, asset,
-    version, url, registry). An existing binding needs ``force=True``; it is
+    version, url, registry), and/or ``gypsum`` (project, asset, version, url,
+    probation). An existing binding needs ``force=True``; it is
     edited in place: its free metadata keys (``description`` ...) and
     comments stay, its old sources go. ``platform`` (a mapping of os, arch,
     libc, ... or a :class:`~artifacts_py.platforms.Platform`) binds one
@@ -380,7 +387,8 @@ def bind_artifact(toml_path: PathLike, name: str, git_tree_sha1: str,
     if problem:
         raise ArtifactsTomlError(f"{problem}; this must be a 40-digit hex git tree hash",
                                  path=str(path), name=name, key="git-tree-sha1")
-    reserved = sorted(set(metadata or ()) & {"git-tree-sha1", "lazy", "download", "gobbler"})
+    reserved = sorted(set(metadata or ()) & {"git-tree-sha1", "lazy", "download", "gobbler",
+                                              "gypsum"})
     if reserved:
         raise ArtifactsTomlError(f"metadata may not set {', '.join(reserved)}; use the "
                                  "arguments of bind_artifact", path=str(path), name=name)
@@ -392,7 +400,7 @@ def bind_artifact(toml_path: PathLike, name: str, git_tree_sha1: str,
         target, attach = _variant_target(doc, path, name, _platform_tags(platform),
                                          git_tree_sha1, force)
     trivia = _take_trivia(target)
-    _set_binding(target, git_tree_sha1, lazy, metadata or {}, gobbler, mirrors)
+    _set_binding(target, git_tree_sha1, lazy, metadata or {}, gobbler, mirrors, gypsum)
     _give_trivia(target, trivia)
     attach()
     _save(path, doc, original, name)

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 # Files up to this size are read into memory, hashed and written from one buffer.
 SMALL_FILE = 1 << 20
+# Over HTTP, files up to this size take Transport.get_small (a lean GET whose per-request
+# cost is most of a small file's); a failure there refetches them whole, so bigger
+# files go straight to transport.download(), which resumes with Range.
+SMALL_GET = 256 << 10
 # Installed files are read-only whatever the umask, set as each file is created.
 FILE_MODE = 0o444
 # A mounted registry is read from the page cache: CPU-bound, so more threads than
@@ -62,16 +66,20 @@ class FileSpec(NamedTuple):
 
 
 def fill(dest: Path, files: Sequence[FileSpec], empty_dirs: Sequence[str], fetch: Fetch, *,
-         workers: int, where: str, bar: Bar, cap: Optional[int] = None) -> str:
+         workers: int, where: str, bar: Bar, cap: Optional[int] = None,
+         copies: Optional[Dict[str, str]] = None) -> str:
     """Fetch every file into ``dest`` in parallel, check each, return the tree hash.
 
     ``where`` names the version in errors (a URL or registry path, never a
     temp dir). ``workers`` threads start; up to ``cap`` when more help
-    (see :func:`run_pool`). ``fetch(rel, dst, size)`` creates ``dst`` (``dest/rel`` as a
+    (see :func:`run_pool`). ``copies`` maps more paths to a fetched path with
+    the same bytes (one object listed under several names is fetched once). ``fetch(rel, dst, size)`` creates ``dst`` (``dest/rel`` as a
     string: no pathlib per file) and returns (bytes, md5 hex, raw blob sha1).
     """
     top = os.fspath(dest)
-    for parent in sorted({os.path.dirname(f.path) for f in files} - {""}):
+    copies = copies or {}
+    for parent in sorted({os.path.dirname(p) for p in [f.path for f in files] + list(copies)}
+                         - {""}):
         os.makedirs(f"{top}/{parent}", exist_ok=True)  # once, not per file
     bar.set_total(sum(f.size for f in files))
     bar.nfiles = len(files)
@@ -85,12 +93,25 @@ def fill(dest: Path, files: Sequence[FileSpec], empty_dirs: Sequence[str], fetch
         return task
 
     digests = run_pool([one(f) for f in files], workers, cap=cap)
+    for rel, source in copies.items():
+        _duplicate(f"{top}/{source}", f"{top}/{rel}")
+        digests[rel] = digests[source]
+        bar.file_done()
     for rel in empty_dirs:
         os.makedirs(os.path.join(top, *rel.split("/")), exist_ok=True)
     builder = TreeBuilder()
     for rel, sha in digests.items():
         builder.add(rel, MODE_FILE, sha)
     return builder.hexdigest()
+
+
+def _duplicate(src: str, dst: str) -> None:
+    """``dst`` with ``src``'s bytes: a hard link in our own temp dir, else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        with open(src, "rb") as reader, open(create(dst), "wb") as writer:
+            shutil.copyfileobj(reader, writer, CHUNK)
 
 
 def check_file(spec: FileSpec, size: int, md5: str, where: str) -> None:

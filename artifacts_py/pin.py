@@ -1,7 +1,7 @@
 """Pinning: install a source whose tree hash is not known yet, and learn the hash.
 
-``artifacts add`` pins a tarball URL or a Gobbler version (the latest when
-none is given) through the same sources and the same store as
+``artifacts add`` pins a tarball URL, a Gobbler or a gypsum version (the
+latest when none is given) through the same sources and the same store as
 ``artifact()``: only the expected hash is missing, so the store accepts the
 tree and names it by the hash it computed.
 """
@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from . import settings, store
-from .errors import GobblerError, GobblerNotFoundError, InstallError
+from .errors import (GobblerError, GobblerNotFoundError, GypsumError, GypsumNotFoundError,
+                     InstallError)
 from .gobbler.protocol import GobblerSource, which_missing
+from .gypsum import protocol as gypsum_protocol
+from .gypsum.protocol import GypsumSource
 from .sources.base import Source
 from .sources.gobbler_registry import local_exists
 from .sources.gobbler_rest import remote_exists
+from .sources.gypsum import GypsumVersionSource, fetch_document, service_url
+from .sources.gypsum import which_missing as which_missing_gypsum
 from .sources.plan import gobbler_sources
 from .sources.tarball import TarballSource
 
@@ -55,6 +60,46 @@ def pin_gobbler(project: str, asset: str, version: Optional[str] = None, *,
     return {"git_tree_sha1": path.name, "path": path, "version": version, "gobbler": table}
 
 
+def pin_gypsum(project: str, asset: str, version: Optional[str] = None, *,
+               url: Optional[str] = None, probation: bool = False,
+               progress: Optional[bool] = None) -> Dict[str, Any]:
+    """Install a gypsum version (the latest non-probational one when ``version`` is None).
+
+    Returns ``git_tree_sha1``, ``path``, ``version`` and ``gypsum`` (the table
+    to bind: the given url, not this machine's ``ARTIFACTS_PY_GYPSUM_URL``).
+    """
+    for what, value in (("project", project), ("asset", asset), ("version", version)):
+        if value is not None:
+            gypsum_protocol.check_name(value, what)
+    g = GypsumSource(project, asset, version or "latest", url, probation)
+    if version is None:
+        version = latest_gypsum_version(g)
+        g = g._replace(version=version)
+    path = _install([GypsumVersionSource(g)], f"gypsum version {g.coordinates}", progress)
+    table: Dict[str, Any] = {"project": project, "asset": asset, "version": version}
+    if url is not None:
+        table["url"] = url
+    if probation:
+        table["probation"] = True
+    return {"git_tree_sha1": path.name, "path": path, "version": version, "gypsum": table}
+
+
+def latest_gypsum_version(g: GypsumSource) -> str:
+    """The asset's latest non-probational version (``..latest``); a missing name is named."""
+    url = service_url(g)
+    key = f"{g.project}/{g.asset}/..latest"
+    latest = fetch_document(url, key, f"{url} {g.project}/{g.asset}", missing_ok=True)
+    if latest is None:
+        raise which_missing_gypsum(url, f"{g.project}/{g.asset}/..latest") or \
+            GypsumNotFoundError(f"{url}: {g.project}/{g.asset} has no latest version (none "
+                                "uploaded, or all on probation); give one with @VERSION",
+                                status=404, url=url)
+    if not isinstance(latest, dict) or not isinstance(latest.get("version"), str):
+        raise GypsumError(f"{url}: {key} is malformed; ask the gypsum administrator to "
+                          "refresh it", url=url)
+    return str(latest["version"])
+
+
 def _install(sources: List[Source], what: str, progress: Optional[bool]) -> Path:
     """The store's install with the hash unknown; one source's failure is raised as itself.
 
@@ -64,7 +109,8 @@ def _install(sources: List[Source], what: str, progress: Optional[bool]) -> Path
     try:
         return store.install(None, sources, what=what, progress=progress)
     except InstallError as e:
-        missing = [err for _, err in e.failures if isinstance(err, GobblerNotFoundError)]
+        missing = [err for _, err in e.failures
+                   if isinstance(err, (GobblerNotFoundError, GypsumNotFoundError))]
         if missing:
             raise missing[0] from None
         if len(e.failures) == 1:
@@ -90,4 +136,5 @@ def latest_version(project: str, asset: str, registry: Optional[str], url: Optio
     return latest
 
 
-__all__ = ["pin_tarball", "pin_gobbler", "latest_version"]
+__all__ = ["pin_tarball", "pin_gobbler", "pin_gypsum", "latest_version",
+           "latest_gypsum_version"]

@@ -2,8 +2,9 @@
 
 Read exactly as Julia reads it (``julia-artifacts.md`` §1): a name binds a
 table, or an array of platform-specific tables selected by Julia's rules.
-Unknown keys are kept as metadata. Our extension is the ``gobbler`` sub-table
-(project/asset/version, optional url/registry), which Julia ignores.
+Unknown keys are kept as metadata. Our extensions are the ``gobbler`` and
+``gypsum`` sub-tables (project/asset/version, optional url/registry or
+url/probation), which Julia ignores.
 
 A malformed entry makes only that name fail (as in Julia); its error names the
 file, the artifact and the key.
@@ -31,7 +32,7 @@ TOML_NAMES = ("JuliaArtifacts.toml", "Artifacts.toml")
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", ".git")
 SITE_DIRS = ("site-packages", "dist-packages")
 TOML_ENV = settings.TOML
-_RESERVED = ("git-tree-sha1", "lazy", "download", "gobbler")
+_RESERVED = ("git-tree-sha1", "lazy", "download", "gobbler", "gypsum")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -50,13 +51,13 @@ class ArtifactEntry:
     """One binding of a name (for one platform when the name has several)."""
 
     __slots__ = ("name", "git_tree_sha1", "lazy", "downloads", "gobbler", "metadata",
-                 "platform", "toml_path")
+                 "platform", "toml_path", "gypsum")
 
     def __init__(self, name: str, git_tree_sha1: str, lazy: bool = False,
                  downloads: Optional[List[DownloadInfo]] = None,
                  gobbler: Optional[GobblerSource] = None,
                  metadata: Optional[Dict[str, Any]] = None, platform: Any = None,
-                 toml_path: Optional[Path] = None) -> None:
+                 toml_path: Optional[Path] = None, gypsum: Any = None) -> None:
         self.name = name
         self.git_tree_sha1 = git_tree_sha1
         self.lazy = lazy
@@ -65,6 +66,7 @@ class ArtifactEntry:
         self.metadata: Dict[str, Any] = metadata if metadata is not None else {}
         self.platform = platform  # platforms.Platform for array entries
         self.toml_path = toml_path
+        self.gypsum = gypsum  # gypsum.protocol.GypsumSource (imported only when used)
 
     def _fields(self) -> Tuple[Any, ...]:
         return tuple(getattr(self, k) for k in self.__slots__)
@@ -89,7 +91,7 @@ class ArtifactEntry:
     @property
     def installable(self) -> bool:
         """True when the entry names at least one source."""
-        return bool(self.downloads or self.gobbler)
+        return bool(self.downloads or self.gobbler or self.gypsum)
 
 
 def hex_problem(value: object, digits: int) -> Optional[str]:
@@ -153,10 +155,16 @@ def parse_binding(raw: Mapping[str, Any], name: str, path: str, where: str = "")
 
     g = raw.get("gobbler")
     gobbler = None if g is None else parse_gobbler_table(g, bad)
+    gypsum = None
+    if raw.get("gypsum") is not None:
+        from .gypsum.protocol import parse_table as parse_gypsum_table
+
+        gypsum = parse_gypsum_table(raw["gypsum"], bad)
 
     metadata = {k: v for k, v in raw.items() if k not in _RESERVED}
     return ArtifactEntry(name=name, git_tree_sha1=str(sha).lower(), lazy=lazy, downloads=downloads,
-                         gobbler=gobbler, metadata=metadata, toml_path=Path(path))
+                         gobbler=gobbler, metadata=metadata, toml_path=Path(path),
+                         gypsum=gypsum)
 
 
 class ArtifactsFile:

@@ -87,6 +87,52 @@ class Permissions(TypedDict):
     uploaders: List[Uploader]
 
 
+TABLE_KEYS = ("project", "asset", "version", "url", "probation")
+
+
+class GypsumSource(NamedTuple):
+    """The ``[name.gypsum]`` table of an Artifacts.toml: a version in a gypsum service.
+
+    ``url`` defaults to the public service; ``probation = true`` opts in to a
+    version that is still on probation (refused otherwise).
+    """
+
+    project: str
+    asset: str
+    version: str
+    url: Optional[str] = None
+    probation: bool = False
+
+    @property
+    def coordinates(self) -> str:
+        return f"{self.project}/{self.asset}/{self.version}"
+
+
+def parse_table(table: object, bad: Any) -> GypsumSource:
+    """Validate an Artifacts.toml ``gypsum`` table; ``bad(message, key)`` builds the error."""
+    if not isinstance(table, dict):
+        raise bad("must be a table with project, asset and version", "gypsum")
+    unknown = sorted(set(table) - set(TABLE_KEYS))
+    if unknown:
+        raise bad(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(TABLE_KEYS)}",
+                  "gypsum")
+    for k in ("project", "asset", "version"):
+        problem = name_problem(table.get(k), k)
+        if problem:
+            raise bad(problem, f"gypsum.{k}")
+    url = table.get("url")
+    if url is not None:
+        from ..gobbler.protocol import url_problem
+
+        problem = url_problem(url) if isinstance(url, str) else "must be a string"
+        if problem:
+            raise bad(problem, "gypsum.url")
+    probation = table.get("probation", False)
+    if not isinstance(probation, bool):
+        raise bad(f"must be true or false, not {probation!r}", "gypsum.probation")
+    return GypsumSource(table["project"], table["asset"], table["version"], url, probation)
+
+
 class FileEntry(NamedTuple):
     """A checked manifest entry: its path, size, md5, and the key holding its bytes."""
 

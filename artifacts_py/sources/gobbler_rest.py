@@ -25,10 +25,6 @@ from ..progress import Bar
 from ..treehash import blob_hasher
 from .base import Filled
 
-# Files up to this size take Transport.get_small (a lean GET whose per-request cost
-# is most of a small file's); a failure there refetches them whole, so bigger files
-# go straight to download(), which resumes with Range.
-FAST_GET = 256 << 10
 # Requests in flight at first on a near server (the engine grows the number while it
 # helps, up to ARTIFACTS_PY_MAX_CONNECTIONS; a far server starts higher): more threads
 # than that cost CPU in GIL hand-offs on loopback.
@@ -58,7 +54,7 @@ class RestSource:
             if t is None:  # one transport (connection pool) per worker thread
                 t = local.t = transport.Transport()
             file_url = fetch_url(self.url, base + rel)
-            if size <= FAST_GET:  # the common case on a lean path; anything odd falls through
+            if size <= engine.SMALL_GET:  # the common case on a lean path; anything odd falls through
                 data = t.get_small(file_url, size)
                 if data is not None:
                     got = engine.write_and_hash(dst, data)

@@ -1,7 +1,7 @@
 """The one ordering policy: which sources an entry has, in the order they are tried.
 
 A mounted Gobbler registry (read in place, never over HTTP), the Gobbler
-REST API, then each ``[[download]]`` tarball mirror. Each kind is one module
+REST API, a gypsum service, then each ``[[download]]`` tarball mirror. Each kind is one module
 of this package; adding a kind is one module and one line here. Pinning and
 publishing use the same functions (:func:`gobbler_sources`) with a version
 whose tree hash is not known yet.
@@ -18,6 +18,7 @@ from ..tomlmodel import ArtifactEntry
 from .base import Source, Unavailable
 from .gobbler_registry import RegistrySource
 from .gobbler_rest import RestSource
+from .gypsum import GypsumVersionSource
 from .tarball import MIRROR_RETRIES, TarballSource
 
 
@@ -30,6 +31,8 @@ def plan(entry: ArtifactEntry) -> List[Source]:
     out: List[Source] = []
     if entry.gobbler is not None:
         out += gobbler_sources(entry.gobbler, entry.name)
+    if entry.gypsum is not None:
+        out.append(GypsumVersionSource(entry.gypsum))
     last = len(entry.downloads) - 1
     out += [TarballSource(d.url, d.sha256, retries=None if i == last else MIRROR_RETRIES)
             for i, d in enumerate(entry.downloads)]
