@@ -59,6 +59,7 @@ the workdir's disk by default (``--dest tmpfs`` for ``/dev/shm``; see
 README, "bench_gobbler_resolve.py").
 """
 
+# bench-requires: curl xargs
 from __future__ import annotations
 
 import contextlib
@@ -204,12 +205,9 @@ class Tools:
         """Every contender for ``v`` (peers that are missing are left out); printed notes."""
         out = [Contender("artifacts_py.ensure_artifact_installed", self.ours)]
         notes = []
-        if importlib_available("pygobbler"):
+        if common.have_peer("pygobbler"):
             out += [Contender(f"pygobbler concurrent={n}", self.pygobbler(n), n)
                     for n in (1, 8, 32)]
-        else:
-            notes.append("pygobbler is not installed: its rows are skipped "
-                         "(pip install -e .[bench])")
         if shutil.which("curl") and shutil.which("xargs"):
             out += [Contender(f"xargs -P {n} curl", self.curl(n), n) for n in (8, 32)]
         else:
@@ -219,13 +217,6 @@ class Tools:
             notes.append(f"{', '.join(c.label for c in same)}: left out, the same as 8 "
                          f"for {v.n_files} files")
         return [c for c in out if c not in same], notes
-
-
-def importlib_available(name: str) -> bool:
-    """Whether ``name`` can be imported here (without importing it)."""
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 # -------------------------------------------------------------- measuring
@@ -297,13 +288,15 @@ def measure(targets: Path, tag: str, v: Version, contenders: Sequence[Contender]
 
 
 def print_case(case: Case, v: Version, contenders: Sequence[Contender],
-               results: Dict[str, Result]) -> List[str]:
+               results: Dict[str, Result], notes: Sequence[str]) -> List[str]:
     """The table of one (link, version); returns its summary lines."""
     best = min(r.median for r in results.values())
     limit = case.limit(v)
     width = max(len(c.label) for c in contenders)
     print(f"\nREST, cold: {v.coords}, {v.describe()}, over {case.describe()}")
     print(f"  {case.formula(v)}")
+    for note in notes:
+        print(f"  note: {note}")
     print(f"  {'':{width}}  {'median':>8}  {'x limit':>7}  {'x best':>6}  {'limit(P)':>8}  "
           f"{'x lim(P)':>8}  {'cpu':>7}  {'load':>4}  runs (s)")
     summary = []
@@ -362,11 +355,8 @@ def main() -> int:
             with base_url(case, server) as url:
                 for v in versions:
                     contenders, notes = tools.contenders(v)
-                    for note in notes:
-                        print(f"  note: {note}")
-                    tag = f"rtt{case.rtt_ms:g}"
-                    results = measure(targets, tag, v, contenders, url, repeat)
-                    summary += print_case(case, v, contenders, results)
+                    results = measure(targets, f"rtt{case.rtt_ms:g}", v, contenders, url, repeat)
+                    summary += print_case(case, v, contenders, results, notes)
     print("\nsummary (median, ratio to the physical limit, ratio to the fastest):")
     print("\n".join(summary))
     return 0

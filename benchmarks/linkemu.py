@@ -53,7 +53,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Set, Tuple
 
 CHUNK = 64 << 10            # bytes read from a socket at a time
 DEFAULT_BURST = 64 << 10    # bytes: about 2.6 ms at 200 Mbit/s, a typical tbf burst
@@ -163,8 +163,22 @@ class _Proxy:
     def __init__(self, target: Tuple[str, int], link: Link) -> None:
         self.target, self.link = target, link
         self.up, self.down = _Direction(link), _Direction(link)
+        # The loop holds tasks weakly, and a stream's protocol holds its reader weakly:
+        # once the client has half-closed, nothing else keeps a connection's tasks alive
+        # while the server's answer is still on its way, and the GC would drop them.
+        self.live: Set["asyncio.Task[None]"] = set()
 
     async def handle(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        """Serve one client connection (a strong reference is held while it runs)."""
+        me = asyncio.current_task()
+        assert me is not None
+        self.live.add(me)
+        try:
+            await self._relay(c_reader, c_writer)
+        finally:
+            self.live.discard(me)
+
+    async def _relay(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
         accepted = asyncio.get_running_loop().time()
         try:
             s_reader, s_writer = await asyncio.open_connection(*self.target)
