@@ -36,22 +36,27 @@ For the large version (4 files), N = 32 would be the same as N = 8 and is
 left out (a note says so).
 
 The physical limit of a link of round trip RTT and bandwidth BW, for B bytes
-in n files::
+in n files of S bytes each::
 
-    limit    = B / BW + 3 x RTT
-    limit(P) = B / BW + (2 + ceil(n / P)) x RTT     with P requests in flight
+    limit    = 3 x RTT + B / BW
+    limit(P) = 2 x RTT + max(B / BW + RTT, ceil(n / P) x (RTT + S / BW))
 
-The 3 round trips: the TCP handshake (the emulator charges one per new
-connection), the manifest request, and one round of file requests all in
-flight at once. A tool that keeps only P requests in flight needs
-ceil(n / P) rounds of file requests (``limit(P)``). curl is handed the URLs,
-so it skips the manifest round trip and can beat ``limit`` by one RTT.
+The 3 round trips of ``limit``: the TCP handshake (the emulator charges one
+per new connection), the manifest request, and one round of file requests
+all in flight at once, whose answers then take B / BW to arrive. A tool
+with only P requests in flight needs ceil(n / P) rounds, and each request
+takes at least RTT + S / BW (``limit(P)``; with P >= n it equals
+``limit``). Both are lower bounds: curl is handed the URLs, so it skips the
+manifest and can beat them by one RTT, and pygobbler pays a handshake per
+file, which they do not count. Beyond the cap of 150 s a run is stopped
+(its process group killed) and counts as 150 s, shown as ``>``.
 Loopback has no limit to speak of; its tables compare with the fastest row.
 
 Every run is timed as a whole process (interpreter start included). The
 table shows the median of ``--repeat`` (3) runs, rounds interleaved; a
 contender whose first run takes longer than 30 s runs once (pygobbler with
-concurrent=1 needs 2 round trips per file: 400 s for 2,000 files at 100 ms).
+concurrent=1 needs 2 round trips per file: 400 s for 2,000 files at 100 ms,
+so it is stopped at the cap).
 Each tool's first result is checked against the manifest's md5s (untimed).
 The load column is the 1-minute load average when the runs started: the
 machine is shared, so read wall times with it in mind. Timed runs write to
@@ -78,13 +83,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import linkemu  # noqa: E402
 from bench_gobbler_resolve import (PYG_CHILD, Run, Version, check_tree, child_env,  # noqa: E402
-                                   data_files, gobbler_server, make_targets, make_tree,
-                                   run_child)
+                                   data_files, gobbler_server, make_targets, make_tree)
 
 KiB, MiB = 1 << 10, 1 << 20
 PROJECT = "bench"
 REPEAT = 3
 SLOW = 30.0          # seconds: a contender slower than this in its first run runs once
+CAP = 150.0          # seconds: a run still going then is stopped (its whole process group)
 KEEP_FILES = 100     # see bench_gobbler_resolve.KEEP_FILES: many-file trees stay till the end
 
 OURS_CHILD = """\
@@ -95,6 +100,37 @@ print(json.dumps({"path": str(path)}))
 """
 
 Fetch = Callable[[Version, Path, str], Tuple[Run, Path]]
+
+
+def run_child(label: str, argv: Sequence[str], env: Dict[str, str]) -> Run:
+    """Run one timed child in its own process group; stop the group after ``CAP`` seconds.
+
+    A stopped run has ``info["stopped"]`` set and its wall time is the cap. A
+    failing child aborts the benchmark with its stderr.
+    """
+    import json
+    import resource
+    import signal
+    import subprocess
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=CAP)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return Run(CAP, 0.0, 0.0, {"stopped": True})
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise SystemExit(f"{label}: exit status {proc.returncode}\n{err.decode()[-3000:]}")
+    lines = out.decode().strip().splitlines()
+    info = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(wall, cpu, 0.0, info)
 
 
 @dataclass
@@ -178,14 +214,14 @@ class Tools:
                         ARTIFACTS_PY_GOBBLER_REGISTRY=self.nowhere)
         run = run_child("artifacts_py", [sys.executable, "-c", OURS_CHILD, v.name,
                                          str(self.toml)], env)
-        return run, Path(run.info["path"])
+        return run, Path(run.info.get("path", dest))
 
     def pygobbler(self, concurrent: int) -> Fetch:
         def fetch(v: Version, dest: Path, url: str) -> Tuple[Run, Path]:
             run = run_child(f"pygobbler concurrent={concurrent}",
                             [sys.executable, "-c", PYG_CHILD, v.coords, self.nowhere, url,
                              str(dest), str(concurrent)], child_env())
-            return run, Path(run.info["path"])
+            return run, Path(run.info.get("path", dest))
         return fetch
 
     def curl(self, procs: int) -> Fetch:
@@ -242,16 +278,18 @@ class Case:
         link = self.link
         if link is None:
             return None
+        wire = 8 / link.rate if link.rate else 0.0  # seconds per byte
         rounds = 1 if in_flight is None else math.ceil(v.n_files / in_flight)
-        return (v.size * 8 / link.rate if link.rate else 0.0) + (2 + rounds) * link.rtt
+        return 2 * link.rtt + max(v.size * wire + link.rtt,
+                                  rounds * (link.rtt + v.file_size * wire))
 
     def formula(self, v: Version) -> str:
         link = self.link
         if link is None:
             return "no limit on plain loopback; x best = median / fastest median"
         wire = f"{v.size / 1e6:.1f} MB / {link.rate / 1e6:g} Mbit/s" if link.rate else "0"
-        return (f"limit = {wire} + 3 x {link.rtt * 1e3:g} ms = {self.limit(v):.3f} s; "
-                f"limit(P) = bytes/BW + (2 + ceil({v.n_files}/P)) x RTT")
+        return (f"limit = {wire} + 3 x {link.rtt * 1e3:g} ms = {self.limit(v):.3f} s; limit(P) = "
+                f"2 RTT + max(B/BW + RTT, ceil({v.n_files}/P) x (RTT + file/BW))")
 
 
 @contextlib.contextmanager
@@ -273,14 +311,14 @@ def measure(targets: Path, tag: str, v: Version, contenders: Sequence[Contender]
     for rnd in range(repeat):
         for i, c in enumerate(contenders):
             res = results[c.label]
-            if res.runs and res.runs[0].wall > SLOW:
+            if res.runs and res.runs[0].wall > SLOW:  # includes a run stopped at the cap
                 continue
             dest = targets / f"{tag}-{v.asset}-{i}-{rnd}"
             common.drop_dirty_pages()
             res.loads.append(os.getloadavg()[0])
             run, result = c.fetch(v, dest, url)
             res.runs.append(run)
-            if rnd == 0:
+            if rnd == 0 and not run.info.get("stopped"):
                 check_tree(c.label, result, v.manifest)
             if v.n_files <= KEEP_FILES:
                 common.rmtree(dest)
@@ -289,7 +327,11 @@ def measure(targets: Path, tag: str, v: Version, contenders: Sequence[Contender]
 
 def print_case(case: Case, v: Version, contenders: Sequence[Contender],
                results: Dict[str, Result], notes: Sequence[str]) -> List[str]:
-    """The table of one (link, version); returns its summary lines."""
+    """The table of one (link, version); returns its summary lines.
+
+    A run stopped at the cap counts as ``CAP`` seconds, and its ratios are
+    lower bounds (shown with ``>``).
+    """
     best = min(r.median for r in results.values())
     limit = case.limit(v)
     width = max(len(c.label) for c in contenders)
@@ -297,20 +339,22 @@ def print_case(case: Case, v: Version, contenders: Sequence[Contender],
     print(f"  {case.formula(v)}")
     for note in notes:
         print(f"  note: {note}")
-    print(f"  {'':{width}}  {'median':>8}  {'x limit':>7}  {'x best':>6}  {'limit(P)':>8}  "
+    print(f"  {'':{width}}  {'median':>8}  {'x limit':>8}  {'x best':>7}  {'limit(P)':>8}  "
           f"{'x lim(P)':>8}  {'cpu':>7}  {'load':>4}  runs (s)")
     summary = []
     for c in contenders:
         r = results[c.label]
+        gt = ">" if any(x.info.get("stopped") for x in r.runs) else " "
         lim_p = case.limit(v, c.in_flight) if c.in_flight else None
-        x_limit = f"{r.median / limit:6.2f}x" if limit else "      -"
-        lp = (f"{lim_p:7.2f}s  {r.median / lim_p:7.2f}x" if lim_p else f"{'-':>8}  {'-':>8}")
+        x_limit = f"{gt}{r.median / limit:6.2f}x" if limit else f"{'-':>8}"
+        lp = (f"{lim_p:7.2f}s  {gt}{r.median / lim_p:6.2f}x" if lim_p else f"{'-':>8}  {'-':>8}")
         load = statistics.median(r.loads)
-        walls = ", ".join(f"{x.wall:.2f}" for x in r.runs)
-        print(f"  {c.label:{width}}  {r.median:7.2f}s  {x_limit}  {r.median / best:5.2f}x  {lp}  "
-              f"{r.cpu:6.2f}s  {load:4.1f}  {walls}")
-        summary.append(f"  {case.describe():42} {v.asset:5}  {c.label:{width}}  "
-                       f"{r.median:7.2f}s  {x_limit}  {r.median / best:5.2f}x  load {load:.1f}")
+        walls = ", ".join(f"{x.wall:.2f}" + (" (stopped)" if x.info.get("stopped") else "")
+                          for x in r.runs)
+        row = (f"{gt}{r.median:7.2f}s  {x_limit}  {gt}{r.median / best:5.2f}x")
+        print(f"  {c.label:{width}}  {row}  {lp}  {r.cpu:6.2f}s  {load:4.1f}  {walls}")
+        summary.append(f"  {case.describe():42} {v.asset:5}  {c.label:{width}}  {row}  "
+                       f"load {load:.1f}")
     print("  (median of the runs, whole process; x limit = median / limit; x best = median / "
           "fastest median; cpu = user+sys of the client process tree, median; load = "
           "1-min load average at the start of the runs)")
