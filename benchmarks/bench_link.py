@@ -82,8 +82,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 import linkemu  # noqa: E402
-from bench_gobbler_resolve import (PYG_CHILD, Run, Version, check_tree, child_env,  # noqa: E402
-                                   data_files, gobbler_server, make_targets, make_tree)
+from bench_gobbler_resolve import (PYG_CHILD, Run, Version, bind_versions,  # noqa: E402
+                                   check_tree, child_env, data_files, gobbler_server,
+                                   make_targets, make_tree)
 
 KiB, MiB = 1 << 10, 1 << 20
 PROJECT = "bench"
@@ -176,28 +177,6 @@ def upload(root: Path, staging: str, registry: str, url: str,
         manifest = gobbler.fetch_manifest(PROJECT, asset, "v1", registry=registry)
         versions.append(Version(name, asset, n, size, manifest))
     return versions
-
-
-def pin(root: Path, versions: List[Version], registry: str, url: str) -> Path:
-    """Bind every version in an Artifacts.toml (through the mounted registry; untimed)."""
-    import artifacts_py
-
-    toml = root / "project" / "Artifacts.toml"
-    toml.parent.mkdir()
-    saved = os.environ.get("ARTIFACTS_PY_DEPOT_PATH")
-    os.environ["ARTIFACTS_PY_DEPOT_PATH"] = str(root / "pin-depot")
-    try:
-        for v in versions:
-            info = artifacts_py.add_artifact(toml, v.name, project=PROJECT, asset=v.asset,
-                                             version="v1", url=url, registry=registry,
-                                             verbose=False)
-            v.tree_hash = info["git_tree_sha1"]
-    finally:
-        if saved is None:
-            del os.environ["ARTIFACTS_PY_DEPOT_PATH"]
-        else:
-            os.environ["ARTIFACTS_PY_DEPOT_PATH"] = saved
-    return toml
 
 
 # ------------------------------------------------------------------ tools
@@ -389,7 +368,7 @@ def main() -> int:
             make_targets(root, args.dest) as targets:
         t0 = time.perf_counter()
         versions = upload(root, staging, registry, server, shapes)
-        toml = pin(root, versions, registry, server)
+        toml = bind_versions(root, versions, registry, server)
         print(f"   server {server}; uploaded and pinned "
               f"{', '.join(v.describe() for v in versions)} in {time.perf_counter() - t0:.0f} s")
         tools = Tools(root, toml)
