@@ -252,6 +252,10 @@ class Case:
     def describe(self) -> str:
         return "plain loopback" if self.link is None else f"{self.link.describe()} (emulated)"
 
+    def short(self) -> str:
+        """E.g. ``loopback`` or ``20 ms, 200 Mbit/s``."""
+        return "loopback" if self.link is None else f"{self.rtt_ms:g} ms, {self.rate_mbit:g} Mbit/s"
+
     def limit(self, v: Version, in_flight: Optional[int] = None) -> Optional[float]:
         """The physical limit (see the module docstring); None on plain loopback."""
         link = self.link
@@ -332,7 +336,7 @@ def print_case(case: Case, v: Version, contenders: Sequence[Contender],
                           for x in r.runs)
         row = (f"{gt}{r.median:7.2f}s  {x_limit}  {gt}{r.median / best:5.2f}x")
         print(f"  {c.label:{width}}  {row}  {lp}  {r.cpu:6.2f}s  {load:4.1f}  {walls}")
-        summary.append(f"  {case.describe():42} {v.asset:5}  {c.label:{width}}  {row}  "
+        summary.append(f"  {case.short():16} {v.asset:5}  {c.label:{width}}  {row}  "
                        f"load {load:.1f}")
     print("  (median of the runs, whole process; x limit = median / limit; x best = median / "
           "fastest median; cpu = user+sys of the client process tree, median; load = "
