@@ -118,7 +118,8 @@ def python_env(**overrides: Optional[str]) -> Dict[str, str]:
 # --------------------------------------------------------------------- peers
 
 # The optional peers of the ``bench`` extra: import name -> distribution name.
-PEERS = {"pooch": "pooch", "fetch_artifacts": "fetch-artifacts", "pygobbler": "pygobbler"}
+PEERS = {"pooch": "pooch", "fetch_artifacts": "fetch-artifacts", "pygobbler": "pygobbler",
+         "gypsum_client": "gypsum-client"}
 _noted: Set[str] = set()
 
 
