@@ -31,6 +31,7 @@ the server's upload and the manifest check.
 Target (printed, never asserted): publish no slower than pygobbler.
 """
 
+# bench-requires: pygobbler
 from __future__ import annotations
 
 import contextlib

@@ -45,6 +45,7 @@ faster than its concurrent=8; REST large files within 1.25x of curl;
 mounted within 1.2x of cp -r + md5sum.
 """
 
+# bench-requires: pygobbler curl md5sum
 from __future__ import annotations
 
 import contextlib

@@ -33,6 +33,7 @@ relative, and with the default requests client the client itself is often
 the bottleneck for small files.  Exit status is 1 if a target is missed.
 """
 
+# bench-requires: nginx
 from __future__ import annotations
 
 import argparse
@@ -291,7 +292,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         launch.stop_gobbler()
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
-    return report(rows)
+    missed = report(rows)
+    return 0 if args.quick else missed  # a smoke run checks that it works, not how fast
 
 
 def report(rows: list[tuple[str, Result, Result]]) -> int:

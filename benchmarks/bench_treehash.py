@@ -15,6 +15,7 @@ ours. git also writes (zlib-compressed) objects: that is the cost of the
 command users would otherwise run. Target: ours at least as fast as git.
 """
 
+# bench-requires: git
 from __future__ import annotations
 
 import os

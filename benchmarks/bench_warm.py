@@ -65,22 +65,25 @@ def build(root: Path, base_url: str, toml: Path) -> Dict[str, str]:
 
 def install_everything(root: Path, toml: Path, info: Dict[str, str], home: Path) -> None:
     """Install with each tool once, in-process and in the fresh-process homes."""
-    import fetch_artifacts
-    import pooch
-
     import artifacts_py
 
     os.environ["ARTIFACTS_PY_DEPOT_PATH"] = str(root / "depot")
     got = artifacts_py.artifact(NAME, toml)
     assert got.name == info["git_tree_sha1"], got
-    fetch_artifacts.set_cache_dir(root / "fa-cache")
-    fetch_artifacts.artifact(NAME, toml)
-    pooch.get_logger().setLevel("WARNING")
-    pooch.retrieve(info["file_url"], known_hash=f"sha256:{info['file_sha256']}",
-                   fname="data.bin", path=root / "pooch")
+    if common.have_peer("fetch_artifacts"):
+        import fetch_artifacts
+
+        fetch_artifacts.set_cache_dir(root / "fa-cache")
+        fetch_artifacts.artifact(NAME, toml)
+    if common.have_peer("pooch"):
+        import pooch
+
+        pooch.get_logger().setLevel("WARNING")
+        pooch.retrieve(info["file_url"], known_hash=f"sha256:{info['file_sha256']}",
+                       fname="data.bin", path=root / "pooch")
     # The default depot and ~/.fetch_artifacts of the fresh processes, under HOME.
     env = default_env(home)
-    for code in (ours_code(), fa_code()):
+    for code in (ours_code(), *([fa_code()] if common.have_peer("fetch_artifacts") else [])):
         subprocess.run([sys.executable, "-c", code], env=env, cwd=toml.parent, check=True)
     depot = home / ".cache" / "artifacts-py" / "artifacts" / info["git_tree_sha1"]
     assert depot.is_dir(), f"default depot not where expected: {depot}"
@@ -120,22 +123,25 @@ def pooch_code(info: Dict[str, str], root: Path, hashed: bool) -> str:
 
 
 def in_process(root: Path, toml: Path, info: Dict[str, str], quick: bool) -> bool:
-    import fetch_artifacts
-    import pooch
-
     import artifacts_py
 
     max_calls = 10_000 if quick else 100_000
     batches = 3 if quick else 7
     url, sha = info["file_url"], f"sha256:{info['file_sha256']}"
-    cases = [
-        ("artifacts_py.artifact", lambda: artifacts_py.artifact(NAME, toml)),
-        ("fetch_artifacts.artifact", lambda: fetch_artifacts.artifact(NAME, toml)),
-        ("pooch.retrieve known_hash (10 MiB)",
-         lambda: pooch.retrieve(url, known_hash=sha, fname="data.bin", path=root / "pooch")),
-        ("pooch.retrieve known_hash=None",
-         lambda: pooch.retrieve(url, known_hash=None, fname="data.bin", path=root / "pooch")),
-    ]
+    cases = [("artifacts_py.artifact", lambda: artifacts_py.artifact(NAME, toml))]
+    if common.have_peer("fetch_artifacts"):
+        import fetch_artifacts
+
+        cases.append(("fetch_artifacts.artifact", lambda: fetch_artifacts.artifact(NAME, toml)))
+    if common.have_peer("pooch"):
+        import pooch
+
+        cases += [
+            ("pooch.retrieve known_hash (10 MiB)",
+             lambda: pooch.retrieve(url, known_hash=sha, fname="data.bin", path=root / "pooch")),
+            ("pooch.retrieve known_hash=None",
+             lambda: pooch.retrieve(url, known_hash=None, fname="data.bin", path=root / "pooch")),
+        ]
     rows = []
     for label, fn in cases:
         wall, cpu, n = common.per_call(fn, max_calls=max_calls, batches=batches)
@@ -161,10 +167,14 @@ def fresh_process(root: Path, toml: Path, info: Dict[str, str], home: Path,
         "python -c 'import tomllib'": ([py, "-c", "import tomllib"], dflt, cwd),
         "artifacts_py (ARTIFACTS_PY_DEPOT_PATH)": ([py, "-c", ours_code()], with_env, cwd),
         "artifacts_py (default depot)": ([py, "-c", ours_code()], dflt, cwd),
-        "fetch_artifacts.artifact": ([py, "-c", fa_code()], dflt, cwd),
-        "pooch.retrieve known_hash (10 MiB)": ([py, "-c", pooch_code(info, root, True)], dflt, cwd),
-        "pooch.retrieve known_hash=None": ([py, "-c", pooch_code(info, root, False)], dflt, cwd),
     }
+    if common.have_peer("fetch_artifacts"):
+        commands["fetch_artifacts.artifact"] = ([py, "-c", fa_code()], dflt, cwd)
+    if common.have_peer("pooch"):
+        commands["pooch.retrieve known_hash (10 MiB)"] = (
+            [py, "-c", pooch_code(info, root, True)], dflt, cwd)
+        commands["pooch.retrieve known_hash=None"] = (
+            [py, "-c", pooch_code(info, root, False)], dflt, cwd)
     runs = 5 if quick else 30
     times = common.time_commands(commands, runs)
     base = "python -c 'import tomllib'"

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 DEFAULT_WORKDIR = "/tmp/artifacts-bench"
 
@@ -93,7 +93,7 @@ def spread_subdirs(path: Path) -> bool:
 
 def rmtree(path: "str | os.PathLike[str]") -> None:
     """``rm -rf`` that copes with the read-only files artifact installs leave."""
-    def onerror(func, p, _exc):
+    def onerror(func: Callable[[str], object], p: str, _exc: object) -> None:
         with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(p), 0o755)
             if not os.path.islink(p):
@@ -113,6 +113,31 @@ def python_env(**overrides: Optional[str]) -> Dict[str, str]:
         else:
             env[key] = value
     return env
+
+
+# --------------------------------------------------------------------- peers
+
+# The optional peers of the ``bench`` extra: import name -> distribution name.
+PEERS = {"pooch": "pooch", "fetch_artifacts": "fetch-artifacts", "pygobbler": "pygobbler",
+         "gypsum_client": "gypsum-client"}
+_noted: Set[str] = set()
+
+
+def have_peer(module: str) -> bool:
+    """Whether the optional peer ``module`` is installed (it is not imported here).
+
+    If it is not, a note says so once and its rows are skipped: never silently.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(module) is not None:
+        return True
+    if module not in _noted:
+        _noted.add(module)
+        print(f"   note: {PEERS.get(module, module)} is not installed: its rows are skipped "
+              "(pip install -e .[bench])")
+        sys.stdout.flush()
+    return False
 
 
 # -------------------------------------------------------------------- server
@@ -149,10 +174,11 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
+def wait_for_port(port: int, proc: "subprocess.Popen[bytes]", timeout: float = 20.0) -> None:
     """Poll until something accepts connections on ``port`` (or the process died)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -199,7 +225,7 @@ def nginx(root: Path, tmp: Path, prefix: str = "/") -> Iterator[str]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # no per-request noise on stderr
+    def log_message(self, *args: object) -> None:  # no per-request noise on stderr
         pass
 
 
@@ -258,7 +284,7 @@ class Stopwatch:
         self._cpu, self._wall = cpu_seconds(), time.perf_counter()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._wall
         self.cpu = cpu_seconds() - self._cpu
 
@@ -395,7 +421,8 @@ def pack_and_bind(src: Path, www: Path, toml: Path, name: str, base_url: str,
 
     suffix = ".tar.gz" if compression == "gz" else ".tar"
     archive = www / f"{name}{suffix}"
-    info = artifacts_py.create_artifact(src, archive, compression=compression)
+    info: Dict[str, str] = dict(artifacts_py.create_artifact(src, archive,
+                                                            compression=compression))
     info["url"] = f"{base_url}/{archive.name}"
     artifacts_py.bind_artifact(toml, name, info["git_tree_sha1"], info["url"], info["sha256"],
                                force=True)
