@@ -160,7 +160,7 @@ def breakdown(root: Path, info: Dict[str, str], repeat: int) -> None:
     """Each phase of our install alone (best of ``repeat``), to see where time goes."""
     import subprocess
 
-    from artifacts_py import archives, depot, download
+    from artifacts_py import archives, store, transport
 
     tarball = root / "phase.download"
     url, sha = info["url"], info["sha256"]
@@ -186,14 +186,14 @@ def breakdown(root: Path, info: Dict[str, str], repeat: int) -> None:
     none = lambda: None  # noqa: E731
     phases: List[Tuple[str, Callable, Callable]] = [
         ("curl -o file (download only)", lambda _: curl_only(), none),
-        ("download.download (HTTP + sha256 + write)",
-         lambda _: download.download(url, tarball, sha256=sha, progress=False), none),
+        ("transport.download (HTTP + sha256 + write)",
+         lambda _: transport.download(url, tarball, sha256=sha), none),
         ("decompress only (open_decompressed + read)", lambda _: gunzip_only(), none),
         ("tarball_tree_hash (decompress+parse+sha1)",
          lambda _: archives.tarball_tree_hash(local), none),
         ("extract_tarball (the above + write files)",
          lambda d: archives.extract_tarball(local, d), fresh_dir),
-        ("make_readonly (walk + chmod)", depot.make_readonly, extracted_dir),
+        ("make_readonly (walk + chmod)", store.make_readonly, extracted_dir),
     ]
     if not local.endswith(".gz"):
         del phases[2]

@@ -68,7 +68,7 @@ def timed(module, attr, key):
 
 OURS_CHILD = TIMER + """\
 import artifacts_py
-from artifacts_py import gobbler_source as gs
+from artifacts_py import publish as gs
 from artifacts_py.gobbler import client
 timed(gs, "gobbler_view", "view walk")
 timed(gs, "hash_view", "hashing (tree hash + md5 of the view)")

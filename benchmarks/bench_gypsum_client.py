@@ -24,6 +24,8 @@ median wall time over ours, and the load average is printed with each table
 result is checked against the manifest's md5s (untimed).
 """
 
+# bench-requires: gypsum_client weed
+
 from __future__ import annotations
 
 import hashlib

@@ -10,6 +10,8 @@ the limit: no extra hop). Wall time is the median of 3 interleaved runs
 and the ``s3`` extra. Run: ``python benchmarks/bench_gypsum_server.py [--quick]``.
 """
 
+# bench-requires: weed
+
 from __future__ import annotations
 
 import os
