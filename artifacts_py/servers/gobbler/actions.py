@@ -109,7 +109,7 @@ def check_request_file(cfg: Config, recent: RecentRequests, name: str) -> str:
     """Apply the request-file checks of §3.3 and return the file's path (400 on failure)."""
     if not name.startswith(REQUEST_PREFIX):
         raise ActionError(400, f'file name should start with "{REQUEST_PREFIX}"')
-    if os.path.basename(name) != name:
+    if os.path.basename(name) != name or "\x00" in name:
         raise ActionError(400, f"{name!r} should be a bare file name in the staging directory")
     path = os.path.join(cfg.staging, name)
     try:
