@@ -317,9 +317,12 @@ def read_latest(asset_dir: str) -> Optional[str]:
 
 
 def write_log(registry: str, event: Dict[str, Any]) -> None:
-    """Record an event in ``..logs`` under ``<RFC3339>_<random 6 digits>``."""
+    """Record an event in ``..logs`` under ``<RFC3339>_<random 6 digits>``.
+
+    Go logs a ``map[string]interface{}``, which it marshals with sorted keys.
+    """
     name = f"{now_rfc3339()}_{random.randint(100000, 999999)}"
-    write_json(os.path.join(registry, "..logs", name), event)
+    write_json(os.path.join(registry, "..logs", name), dict(sorted(event.items())))
 
 
 def md5_fd(fd: int) -> str:
