@@ -57,7 +57,6 @@ class Server:
         self._stderr.close()
 
     def stderr(self) -> str:
-        self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def threads(self) -> int:
@@ -154,7 +153,8 @@ def test_malformed_request_line_gets_an_answer(server: Server, raw: bytes, statu
     assert got == status
     assert headers["connection"] == "close"
     assert headers["content-type"] == "text/plain; charset=utf-8"
-    assert body.startswith(str(status).encode())  # Go's "400 Bad Request" style body
+    # Go's bodies: "400 Bad Request", "505 HTTP Version Not Supported: ...", and one odd one.
+    assert body.startswith(str(status).encode()) or body == b"Unsupported transfer encoding"
     server.assert_serving()
 
 
@@ -301,17 +301,18 @@ def test_raw_utf8_path_is_served(server: Server) -> None:
 
 
 @pytest.mark.parametrize("target", [b"/fetch/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
-                                    b"/fetch/%2Fetc%2Fpasswd", b"/fetch/%2e%2e%2f%2e%2e%2fetc/passwd",
-                                    b"/fetch/.%2e/hello.txt"])
+                                    b"/fetch/%2Fetc%2Fpasswd", b"/fetch/%2e%2e%2f%2e%2e%2fetc/passwd"])
 def test_encoded_dot_segments_are_404_not_redirects(server: Server, target: bytes) -> None:
     status, headers, body = server.request("GET", target)
     assert status == 404 and "location" not in headers
     assert body == b"404 page not found\n"
 
 
-def test_encoded_dot_segments_cannot_escape_but_stay_inside(server: Server) -> None:
+@pytest.mark.parametrize("target", [b"/fetch/%2e%2e/hello.txt", b"/fetch/.%2e/hello.txt",
+                                    b"/fetch/sub%2f..%2fhello.txt"])
+def test_encoded_dot_segments_stay_inside_the_registry(server: Server, target: bytes) -> None:
     # Like Go's FileServer: the decoded path is cleaned inside the registry.
-    status, _, body = server.request("GET", b"/fetch/%2e%2e/hello.txt")
+    status, _, body = server.request("GET", target)
     assert (status, body) == (200, b"hello")
 
 
