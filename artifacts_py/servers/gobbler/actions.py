@@ -31,8 +31,8 @@ import time
 from typing import Any, Callable, Dict
 
 from artifacts_py.servers.gobbler.access import (
-    enter_asset, enter_project, finish_time, load_manifest, load_permissions, load_summary,
-    recompute_latest, require_version,
+    enter_asset, enter_project, find_asset, find_project, finish_time, load_manifest,
+    load_permissions, load_summary, recompute_latest, require_version,
 )
 from artifacts_py.servers.gobbler.auth import (
     is_admin, is_owner, merge_asset_permissions, require_admin, spoofed_identity,
@@ -65,7 +65,8 @@ __all__ = [
     "is_admin", "is_owner", "merge_asset_permissions", "require_admin", "spoofed_identity",
     "upload_trust", "user_name", "validate_permissions", "validate_uploader",
     # access
-    "enter_asset", "enter_project", "finish_time", "load_manifest", "load_permissions",
+    "enter_asset", "enter_project", "find_asset", "find_project", "finish_time",
+    "load_manifest", "load_permissions",
     "load_summary", "recompute_latest", "require_version",
     # walker
     "DedupIndex", "VersionWalker", "final_target", "link_object", "link_path", "link_to",

@@ -25,7 +25,7 @@ _LISTENING = re.compile(r"listening on http://(\S+):(\d+)\s*$")
 
 @dataclass
 class _Instance:
-    process: Optional[subprocess.Popen]  # None for an in-process server
+    process: "Optional[subprocess.Popen[str]]"  # None for an in-process server
     staging: str
     registry: str
     url: str

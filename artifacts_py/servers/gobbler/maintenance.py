@@ -14,8 +14,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from artifacts_py.servers.gobbler.access import (
-    BAD_METADATA, enter_asset, enter_project, finish_time, latest_or_none, load_permissions,
-    load_summary, recompute_latest, require_version,
+    BAD_METADATA, enter_asset, enter_project, find_asset, find_project, finish_time,
+    latest_or_none, load_permissions, load_summary, recompute_latest, require_version,
 )
 from artifacts_py.servers.gobbler.auth import is_admin_or_owner, require_admin, spoofed_identity
 from artifacts_py.servers.gobbler.config import Config
@@ -135,7 +135,7 @@ def delete_asset(cfg: Config, req: Request) -> Dict[str, Any]:
     """Action ``delete_asset`` (§3.5.7); a missing project or asset is a success."""
     body, (project, asset) = _admin_request(cfg, req, "project", "asset")
     force = optional_bool(body, "force")
-    with enter_project(cfg, project, exclusive=True, missing_ok=True) as project_dir:
+    with find_project(cfg, project, exclusive=True) as project_dir:
         if project_dir is None:
             return {}
         asset_dir = os.path.join(project_dir, asset)
@@ -150,7 +150,7 @@ def delete_version(cfg: Config, req: Request) -> Dict[str, Any]:
     """Action ``delete_version`` (§3.5.8); refreshes ``..latest`` afterwards."""
     body, (project, asset, version) = _admin_request(cfg, req, "project", "asset", "version")
     force = optional_bool(body, "force")
-    with enter_asset(cfg, project, asset, missing_ok=True) as asset_dir:
+    with find_asset(cfg, project, asset) as asset_dir:
         if asset_dir is None:
             return {}
         version_dir = os.path.join(asset_dir, version)
@@ -203,7 +203,7 @@ def refresh_usage(cfg: Config, req: Request) -> Dict[str, Any]:
 
 def purge_old_entries(directory: str, now: float, max_age: float = 7 * DAY) -> List[str]:
     """Remove top-level entries of ``directory`` whose own mtime is older than ``max_age``."""
-    removed = []
+    removed: List[str] = []
     try:
         entries = list(os.scandir(directory))
     except OSError as exc:

@@ -90,7 +90,7 @@ def content_type(name: str, fd: int) -> str:
     return "application/octet-stream"
 
 
-def parse_range(header: str, size: int) -> Optional[List[Tuple[int, int]]]:
+def parse_range(header: str, size: int) -> List[Tuple[int, int]]:
     """Parse a ``Range`` header like Go; returns (start, length) pairs.
 
     Raises ValueError when it is malformed, returns [] when nothing overlaps.
@@ -209,9 +209,12 @@ class GobblerHandler(BaseHTTPRequestHandler):
     answered = False  # whether the current request's response has begun
     body_length: Optional[int] = 0  # of the current request; None when chunked
 
+    _headers_buffer: List[bytes]
+
     def setup(self) -> None:
-        self.timeout = self.server.idle_timeout  # every read and write, idle waits included
         super().setup()
+        # Bounds every read and write, the wait for a next request included.
+        self.connection.settimeout(self.server.idle_timeout)
 
     def handle_one_request(self) -> None:
         """Read one request and answer it; never leave a request unanswered."""
@@ -741,7 +744,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write(f"artifacts-gobbler: cannot start: {exc}\n")
         return 1
     host, port = server.server_address[:2]
-    print(f"artifacts-gobbler listening on http://{host}:{port}", flush=True)
+    print(f"artifacts-gobbler listening on http://{host!s}:{port}", flush=True)
     stop = threading.Event()
     start_purge_thread(cfg, stop)
     try:

@@ -39,7 +39,7 @@ def link_from_path(path: str) -> Dict[str, Any]:
 
 def link_to(target: Dict[str, Any], immediate: Dict[str, str]) -> Dict[str, Any]:
     """The ``link`` of an entry whose immediate target is the entry ``target`` (§6.4)."""
-    link = dict(immediate)
+    link: Dict[str, Any] = dict(immediate)
     target_link = target.get("link")
     if target_link:
         link["ancestor"] = dict(target_link.get("ancestor") or link_object(

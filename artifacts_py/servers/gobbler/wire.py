@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.client import HTTPMessage
-from typing import BinaryIO, List, Optional
+from typing import List, Optional, Protocol
 
 MAX_LINE = 65536  # one request or header line
 MAX_HEAD = 1 << 20  # the whole head, Go's DefaultMaxHeaderBytes
@@ -26,6 +26,12 @@ _HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*(.*?)[ \t]*\r?\n?")
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _TARGET_CTL = re.compile(rb"[\x00-\x20\x7f]")
+
+
+class LineReader(Protocol):
+    """What headers are read from (the handler's buffered ``rfile``)."""
+
+    def readline(self, size: Optional[int] = -1, /) -> bytes: ...
 
 
 class WireError(Exception):
@@ -102,7 +108,7 @@ def check_target(target: bytes, method: bytes) -> None:
         raise WireError(400)
 
 
-def read_headers(rfile: BinaryIO, line_length: int) -> HTTPMessage:
+def read_headers(rfile: LineReader, line_length: int) -> HTTPMessage:
     """Read header lines up to the blank line; 431 when too large, 400 when malformed."""
     lines: List[bytes] = []
     size = line_length
