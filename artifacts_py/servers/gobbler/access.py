@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, TypeVar
+from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
 from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.shapes import Manifest, Permissions, Summary
 from artifacts_py.servers.gobbler.registry import (
     ActionError, acquire_lock, dir_lock, newdir_lock, parse_rfc3339, read_latest, read_manifest,
     read_permissions, read_summary, release_lock, subdirectories, write_latest,
@@ -31,18 +32,18 @@ def read_or_500(read: Callable[[str], T], path: str, what: str) -> T:
         raise ActionError(500, f"failed to read {what}; {exc}") from exc
 
 
-def load_permissions(path: str) -> Dict[str, Any]:
+def load_permissions(path: str) -> Permissions:
     """Read a permissions file, turning failures into 500s that name the file."""
     return read_or_500(read_permissions, path, f"permissions from {path!r}")
 
 
-def load_summary(version_dir: str) -> Dict[str, Any]:
+def load_summary(version_dir: str) -> Summary:
     """The ``..summary`` of a version (500 when unreadable)."""
     path = os.path.join(version_dir, "..summary")
     return read_or_500(read_summary, path, f"the summary {path!r}")
 
 
-def load_manifest(version_dir: str) -> Dict[str, Dict[str, Any]]:
+def load_manifest(version_dir: str) -> Manifest:
     """The ``..manifest`` of a version (500 when unreadable)."""
     path = os.path.join(version_dir, "..manifest")
     return read_or_500(read_manifest, path, f"the manifest {path!r}")
@@ -142,7 +143,7 @@ def require_version(asset_dir: str, version: str) -> str:
     return version_dir
 
 
-def finish_time(summary: Dict[str, Any], where: str) -> datetime:
+def finish_time(summary: Summary, where: str) -> datetime:
     """The summary's ``upload_finish`` (500 naming ``where`` when invalid)."""
     try:
         return parse_rfc3339(summary.get("upload_finish"))

@@ -25,6 +25,7 @@ from artifacts_py.servers.gobbler.registry import (
     write_json, write_latest, write_log, write_usage,
 )
 from artifacts_py.servers.gobbler.request import Request, names, optional_bool
+from artifacts_py.servers.gobbler.shapes import Summary
 
 DAY = 86400.0
 
@@ -48,7 +49,7 @@ def _project_owner_check(cfg: Config, user: str, project: str) -> Callable[[str]
     return check
 
 
-def _probational_summary(version_dir: str) -> Dict[str, Any]:
+def _probational_summary(version_dir: str) -> Summary:
     summary = load_summary(version_dir)
     if not summary.get("on_probation"):
         raise ActionError(500, f"version at {version_dir!r} is not on probation")
@@ -157,7 +158,7 @@ def delete_version(cfg: Config, req: Request) -> Dict[str, Any]:
         if not os.path.isdir(version_dir):
             return {}
         try:
-            summary: Optional[Dict[str, Any]] = load_summary(version_dir)
+            summary: Optional[Summary] = load_summary(version_dir)
         except ActionError:
             if not force:
                 raise

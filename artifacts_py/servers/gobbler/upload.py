@@ -26,6 +26,7 @@ from artifacts_py.servers.gobbler.registry import (
     write_log, write_manifest,
 )
 from artifacts_py.servers.gobbler.request import Request, names, optional_bool
+from artifacts_py.servers.gobbler.shapes import Manifest, Permissions
 from artifacts_py.servers.gobbler.walker import DedupIndex, VersionWalker
 
 
@@ -96,7 +97,7 @@ def _move_into(parent_fd: int, base: str, src_fd: int, info: os.stat_result,
 
 def _transfer(cfg: Config, root_fd: int, source_dir: str, version_dir: str, project: str,
               asset: str, version: str, ignore_dot: bool, consume: bool,
-              asset_dir: str) -> Dict[str, Dict[str, Any]]:
+              asset_dir: str) -> Manifest:
     """The three passes of an upload (§6.3-6.8); returns the manifest."""
     walker = VersionWalker(cfg, project, asset, version, source_dir, ignore_dot,
                            dedup=_dedup_index(asset_dir))
@@ -213,7 +214,7 @@ def _authorise_upload(cfg: Config, project_dir: str, asset_dir: str, user: str, 
     return probation
 
 
-def _upload_probation(cfg: Config, perms: Dict[str, Any], user: str, asset: str, version: str,
+def _upload_probation(cfg: Config, perms: Permissions, user: str, asset: str, version: str,
                       probation: bool, where: str) -> bool:
     """Whether the upload goes on probation: as asked, or forced for untrusted uploaders (§5.5).
 
