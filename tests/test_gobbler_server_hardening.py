@@ -403,3 +403,28 @@ def test_fuzz_request_parser(server: Server, method: str, target: str, version: 
 
 def test_server_survives_the_fuzzing(server: Server) -> None:
     server.assert_serving()
+
+
+# ---------------------------------------------------------------- in-process server
+
+
+def test_serve_in_thread_runs_the_daily_purge(tmp_path: Path) -> None:
+    import threading
+
+    from artifacts_py.servers.gobbler.launch import serve_in_thread, stop_gobbler
+
+    def purge_threads() -> List[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "gobbler-purge"]
+
+    (tmp_path / "staging").mkdir()
+    (tmp_path / "registry").mkdir()
+    before = purge_threads()
+    new, _, _, _ = serve_in_thread(str(tmp_path / "staging"), str(tmp_path / "registry"))
+    try:
+        assert new
+        (purger,) = set(purge_threads()) - set(before)
+        assert purger.is_alive()
+    finally:
+        stop_gobbler()
+    purger.join(10)
+    assert not purger.is_alive()
