@@ -70,11 +70,12 @@ class Server:
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=30)
 
-    def exchange(self, data: bytes) -> bytes:
-        """Send ``data``, half-close, and read everything until the server closes."""
+    def exchange(self, data: bytes, half_close: bool = True) -> bytes:
+        """Send ``data`` (then half-close) and read everything until the server closes."""
         with self.connect() as sock:
             sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
             chunks = []
             while True:
                 chunk = sock.recv(65536)
@@ -84,13 +85,16 @@ class Server:
 
     def request(self, method: str, target: bytes, headers: Optional[Dict[str, str]] = None,
                 body: bytes = b"") -> Tuple[int, Dict[str, str], bytes]:
-        """One HTTP/1.1 request with ``Connection: close``; (status, headers, body)."""
+        """One HTTP/1.1 request with ``Connection: close``; (status, headers, body).
+
+        No half-close: like Go, the server takes that for a client gone away.
+        """
         head = [method.encode() + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1",
                 b"Connection: close"]
         head += [f"{k}: {v}".encode() for k, v in (headers or {}).items()]
         if body:
             head.append(b"Content-Length: %d" % len(body))
-        return parse_response(self.exchange(b"\r\n".join(head) + b"\r\n\r\n" + body))
+        return parse_response(self.exchange(b"\r\n".join(head) + b"\r\n\r\n" + body, False))
 
     def post_request_file(self, action: str, raw: bytes) -> Tuple[int, Dict[str, str], bytes]:
         name = f"request-{action}-{time.monotonic_ns()}"
@@ -357,6 +361,36 @@ def test_log_files_use_go_key_order(server: Server, tmp_path: Path) -> None:
     # Go marshals a map[string]interface{}: keys sorted.
     assert text == go_json({"asset": "a", "latest": True, "project": "logs",
                             "type": "add-version", "version": "v1"})
+
+
+def test_upload_stops_when_the_client_disconnects(server: Server) -> None:
+    status, _, body = server.post_request_file("create_project", b'{"project": "gone"}')
+    assert status == 200, body
+    source = server.staging / "src-gone"
+    for d in range(50):
+        (source / f"d{d}").mkdir(parents=True)
+        for f in range(100):
+            (source / f"d{d}" / f"f{f}").write_bytes(b"%d/%d" % (d, f) * 100)
+    name = f"request-upload-{time.monotonic_ns()}"
+    (server.staging / name).write_text(json.dumps(
+        {"source": "src-gone", "project": "gone", "asset": "a", "version": "v1"}))
+    version_dir = server.registry / "gone" / "a" / "v1"
+    with server.connect() as sock:
+        sock.sendall(f"POST /new/{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        deadline = time.monotonic() + 60
+        while not version_dir.exists():  # the upload has begun
+            assert time.monotonic() < deadline, "the upload never started"
+            time.sleep(0.005)
+    # A second upload to the asset waits for its lock, so it ends after the first.
+    small = server.staging / "src-small"
+    small.mkdir()
+    (small / "x").write_text("x")
+    status, _, body = server.post_request_file("upload", json.dumps(
+        {"source": "src-small", "project": "gone", "asset": "a", "version": "v2"}).encode())
+    assert status == 200, body
+    assert not version_dir.exists()  # abandoned and cleaned up, not published
+    assert len(list(source.rglob("f*"))) == 5000  # the source is untouched
+    assert json.loads((server.registry / "gone" / "..usage").read_text())["total"] == 1
 
 
 # ---------------------------------------------------------------- fuzz

@@ -46,7 +46,9 @@ from artifacts_py.servers.gobbler.maintenance import (
 from artifacts_py.servers.gobbler.projects import create_project, set_permissions
 from artifacts_py.servers.gobbler.registry import ActionError
 from artifacts_py.servers.gobbler.reindex import reindex_version, validate_version
-from artifacts_py.servers.gobbler.request import MAX_REQUEST_BYTES, Request, names, optional_bool
+from artifacts_py.servers.gobbler.request import (
+    MAX_REQUEST_BYTES, Request, names, never, optional_bool,
+)
 from artifacts_py.servers.gobbler.reroute import reroute_links
 from artifacts_py.servers.gobbler.upload import upload
 from artifacts_py.servers.gobbler.walker import (
@@ -132,11 +134,13 @@ def check_request_file(cfg: Config, recent: RecentRequests, name: str) -> str:
     return path
 
 
-def run_request(cfg: Config, recent: RecentRequests, name: str) -> Dict[str, Any]:
+def run_request(cfg: Config, recent: RecentRequests, name: str,
+                cancelled: Callable[[], bool] = never) -> Dict[str, Any]:
     """Check the request file ``name`` in staging and run its action.
 
     Returns the extra fields of the success response; raises ActionError.
     Unexpected exceptions become 500s whose reason names the request.
+    ``cancelled()`` tells long actions that the client has gone away.
     """
     path = check_request_file(cfg, recent, name)
     kind = name[len(REQUEST_PREFIX):]
@@ -146,7 +150,7 @@ def run_request(cfg: Config, recent: RecentRequests, name: str) -> Dict[str, Any
     else:
         raise ActionError(400, "invalid request type")
     try:
-        return action(cfg, Request(path))
+        return action(cfg, Request(path, cancelled))
     except ActionError:
         raise
     except Exception as exc:  # I/O errors and the like: 500 with the cause

@@ -10,7 +10,7 @@ import json
 import os
 import stat
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from artifacts_py.servers.gobbler.auth import user_name
 from artifacts_py.servers.gobbler.registry import NOFOLLOW_FILE, ActionError, check_name
@@ -51,11 +51,27 @@ def bad_string(value: Any) -> Optional[str]:
     return None
 
 
-class Request:
-    """A request file in the staging directory, read lazily."""
+def never() -> bool:
+    """The cancellation check of a request nobody can cancel."""
+    return False
 
-    def __init__(self, path: str) -> None:
+
+def stop_if_cancelled(cancelled: Callable[[], bool]) -> None:
+    """Abandon an action whose client has gone away (the caller cleans up)."""
+    if cancelled():
+        raise ActionError(400, "the client disconnected before the request was finished")
+
+
+class Request:
+    """A request file in the staging directory, read lazily.
+
+    ``cancelled()`` says whether the client has gone away (long actions
+    check it and stop, as Go's handlers do with the request context).
+    """
+
+    def __init__(self, path: str, cancelled: Callable[[], bool] = never) -> None:
         self.path = path
+        self.cancelled = cancelled
         self._body: Optional[Dict[str, Any]] = None
         self._user: Optional[str] = None
 

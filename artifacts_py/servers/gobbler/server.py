@@ -19,6 +19,7 @@ import json
 import mimetypes
 import os
 import posixpath
+import select
 import socket
 import stat
 import sys
@@ -406,11 +407,29 @@ class GobblerHandler(BaseHTTPRequestHandler):
         # One raw segment: an encoded '/' or '..' inside is refused as not a bare
         # name (400) instead of being redirected like Go's mux would.
         try:
-            extra = run_request(self.server.cfg, self.server.recent, decode_path(name))
+            extra = run_request(self.server.cfg, self.server.recent, decode_path(name),
+                                self.client_gone)
         except ActionError as exc:
             self.send_json(exc.status, {"status": "ERROR", "reason": exc.reason})
         else:
             self.send_json(200, {"status": "SUCCESS", **extra})
+
+    def client_gone(self) -> bool:
+        """Whether the client has closed the connection (its end reads as end-of-file).
+
+        Long actions poll this, as Go's handlers watch the request context.
+        """
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        try:
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:  # reset
+            return True
+        return peeked == b""
 
     def do_OPTIONS(self) -> None:
         self.discard_body()

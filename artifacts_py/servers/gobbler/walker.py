@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from artifacts_py.servers.gobbler.access import load_manifest, load_summary
 from artifacts_py.servers.gobbler.config import Config
@@ -17,6 +17,7 @@ from artifacts_py.servers.gobbler.registry import (
     NOFOLLOW_DIR, NOFOLLOW_FILE, ActionError, is_local_path, is_reserved, link_target, md5_fd,
     md5_file,
 )
+from artifacts_py.servers.gobbler.request import never, stop_if_cancelled
 from artifacts_py.servers.gobbler.shapes import Link, LinkTarget, Manifest, ManifestEntry, Summary
 
 # "size-md5" -> (latest version, path, entry) of the files an upload may link to (§6.5).
@@ -77,8 +78,10 @@ class VersionWalker:
 
     def __init__(self, cfg: Config, project: str, asset: str, version: str, root: str,
                  ignore_dot: bool, dedup: Optional[DedupIndex] = None,
-                 recorded: Optional[Dict[str, Link]] = None) -> None:
+                 recorded: Optional[Dict[str, Link]] = None,
+                 cancelled: Callable[[], bool] = never) -> None:
         self.cfg, self.project, self.asset, self.version = cfg, project, asset, version
+        self.cancelled = cancelled
         self.root, self.ignore_dot = root, ignore_dot
         self.dedup, self.recorded = dedup, recorded or {}
         self.manifest: Manifest = {}
@@ -116,6 +119,7 @@ class VersionWalker:
         except OSError as exc:
             raise ActionError(500, f"failed to list {os.path.join(self.root, rel)!r}; {exc}") from exc
         for entry in entries:
+            stop_if_cancelled(self.cancelled)
             if self.skip(entry.name):
                 continue
             child = f"{rel}/{entry.name}" if rel else entry.name
