@@ -413,7 +413,7 @@ _HEADER = st.tuples(
 )
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
+@settings(max_examples=400, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(method=_METHODS, target=_TARGETS, version=_VERSIONS,
        headers=st.lists(_HEADER, max_size=5), body=st.binary(max_size=64),

@@ -4,7 +4,8 @@ A drop-in for the Go binary (``gobbler-protocol.md`` §4 and §8): the same
 flags, endpoints, status codes and headers. All the registry work lives in
 :mod:`artifacts_py.servers.gobbler.actions`; this module only routes requests,
 serves static files from the registry with ``sendfile`` and runs the daily
-purge. Run it as ``artifacts-gobbler -registry R -staging S`` or
+purge. Request heads are read like Go's ``net/http`` (:mod:`.wire`), and
+connections are bounded, with an idle timeout (:mod:`.connections`). Run it as ``artifacts-gobbler -registry R -staging S`` or
 ``python -m artifacts_py.servers.gobbler.server ...``.
 """
 
@@ -300,8 +301,10 @@ class GobblerHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
         if self.server.verbose:
+            # Request lines are the client's bytes: no control characters reach the terminal.
+            text = (format % args).encode("unicode_escape").decode("ascii")
             sys.stderr.write(f"{self.client_address[0]} - [{self.log_date_time_string()}] "
-                             f"{format % args}\n")
+                             f"{text}\n")
 
     def __getattr__(self, name: str) -> Any:
         # Unknown methods (DELETE, PUT, ...) get Go's 405 rather than the stdlib's 501.
