@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.client import HTTPMessage
-from typing import List, Optional, Protocol
+from typing import List, Optional, Protocol, Tuple
 
 MAX_LINE = 65536  # one request or header line
 MAX_HEAD = 1 << 20  # the whole head, Go's DefaultMaxHeaderBytes
@@ -67,33 +67,35 @@ class RequestLine:
         return f"HTTP/{self.major}.{self.minor}"
 
 
-def parse_version(text: bytes) -> Optional[RequestLine]:
+def parse_version(text: bytes) -> Optional[Tuple[int, int]]:
     """Go's ``ParseHTTPVersion``: ``HTTP/X.Y`` with one digit each, else None."""
     if len(text) != 8 or not text.startswith(b"HTTP/") or text[6:7] != b".":
         return None
     major, minor = text[5:6], text[7:8]
     if not (major.isdigit() and minor.isdigit()):
         return None
-    return RequestLine("", "", int(major), int(minor))
+    return int(major), int(minor)
 
 
 def parse_request_line(raw: bytes) -> RequestLine:
-    """Split ``METHOD SP target SP HTTP/x.y`` exactly as Go does (single spaces)."""
+    """Split ``METHOD SP target SP HTTP/x.y`` exactly as Go does (single spaces).
+
+    Checks in Go's order: three parts, the method, the version's syntax,
+    the target. Whether the version is supported is checked later
+    (:func:`check_framing`), after the headers, as Go does.
+    """
     line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1] if raw.endswith(b"\n") else raw
     method, sp1, rest = line.partition(b" ")
     target, sp2, proto = rest.partition(b" ")
     if not (sp1 and sp2):
         raise WireError(400)  # HTTP/0.9, a bare method, garbage
-    parsed = parse_version(proto)
-    if parsed is None:
-        raise WireError(400)
     if not _TOKEN.fullmatch(method):
         raise WireError(400)
-    if parsed.major != 1:
-        raise WireError(505, "unsupported protocol version")
+    version = parse_version(proto)
+    if version is None:
+        raise WireError(400)
     check_target(target, method)
-    parsed.method, parsed.target = method.decode("ascii"), target.decode("latin-1")
-    return parsed
+    return RequestLine(method.decode("ascii"), target.decode("latin-1"), *version)
 
 
 def check_target(target: bytes, method: bytes) -> None:
@@ -128,12 +130,12 @@ def read_headers(rfile: LineReader, line_length: int) -> HTTPMessage:
     return message
 
 
-def content_length(headers: HTTPMessage) -> int:
+def content_length(headers: HTTPMessage, chunked: bool) -> int:
     """The body length Go would use: -1 for none/chunked; 400 when invalid or ambiguous."""
     values = {v.strip() for v in headers.get_all("Content-Length") or []}
     if len(values) > 1:
         raise WireError(400)
-    if not values:
+    if chunked or not values:
         return -1
     (value,) = values
     if not value.isdigit() or not value.isascii():
@@ -142,19 +144,22 @@ def content_length(headers: HTTPMessage) -> int:
 
 
 def check_framing(line: RequestLine, headers: HTTPMessage) -> Optional[int]:
-    """Host, Transfer-Encoding and Content-Length checks like Go's ``readTransfer``.
+    """After the head is read, in Go's order: body framing, version support, Host.
 
     Returns the length of the request body, or None for a chunked one.
     """
-    if (line.major, line.minor) >= (1, 1):
+    http11 = (line.major, line.minor) >= (1, 1)
+    # Transfer-Encoding counts from HTTP/1.1 on; only plain "chunked" is supported.
+    codings = (headers.get_all("Transfer-Encoding") or []) if http11 else []
+    if codings and (len(codings) > 1 or codings[0].strip().lower() != "chunked"):
+        raise WireError(501, body="Unsupported transfer encoding")
+    length = content_length(headers, chunked=bool(codings))
+    if line.major != 1:
+        raise WireError(505, "unsupported protocol version")
+    if http11:
         hosts = headers.get_all("Host") or []
         if not hosts:
             raise WireError(400, "missing required Host header")
         if len(hosts) > 1:
             raise WireError(400, "too many Host headers")
-        codings = headers.get_all("Transfer-Encoding") or []
-        if codings:
-            if len(codings) > 1 or codings[0].strip().lower() != "chunked":
-                raise WireError(501, body="Unsupported transfer encoding")
-            return None
-    return max(content_length(headers), 0)
+    return None if codings else max(length, 0)
