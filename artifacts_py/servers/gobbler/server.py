@@ -629,10 +629,31 @@ class GobblerHandler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self.send_headers_more()
-        # socket.sendfile waits for a full send buffer within the socket's timeout.
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            if self.connection.sendfile(handle, offset, length) < length:
-                self.close_connection = True  # the file shrank: do not trust this connection
+        if not sendfile_all(self.connection, fd, offset, length):
+            self.close_connection = True  # the file shrank: do not trust this connection
+
+
+def sendfile_all(sock: socket.socket, fd: int, offset: int, length: int) -> bool:
+    """``sendfile`` ``length`` bytes at ``offset``; False if the file ended first.
+
+    The socket has a timeout, so it is non-blocking underneath: a full send
+    buffer is waited for up to that timeout (then TimeoutError).
+    """
+    out, sent = sock.fileno(), 0
+    while sent < length:
+        try:
+            n = os.sendfile(out, fd, offset + sent, length - sent)
+        except BlockingIOError:
+            poller = select.poll()
+            poller.register(out, select.POLLOUT)
+            timeout = sock.gettimeout()
+            if not poller.poll(None if timeout is None else int(timeout * 1000)):
+                raise TimeoutError("the client did not read for the idle timeout") from None
+            continue
+        if n == 0:
+            return False
+        sent += n
+    return True
 
 
 def list_directory(target: str, recursive: bool) -> List[str]:
