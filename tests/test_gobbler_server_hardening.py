@@ -285,6 +285,37 @@ def test_idle_connections_are_bounded(tmp_path: Path, extra: Tuple[str, ...], op
         srv.stop()
 
 
+def test_large_download_is_complete(server: Server) -> None:
+    big = server.registry / "big.bin"
+    with open(big, "wb") as handle:
+        handle.truncate(64 << 20)  # sparse: the kernel sends zeros without disk I/O
+    status, headers, body = server.request("GET", b"/fetch/big.bin")
+    assert status == 200 and len(body) == 64 << 20 and headers["content-length"] == str(64 << 20)
+
+
+def test_stalled_download_is_dropped(tmp_path: Path) -> None:
+    srv = Server(tmp_path, "-idle-timeout", "1")
+    try:
+        with open(srv.registry / "big.bin", "wb") as handle:
+            handle.truncate(256 << 20)
+        idle_threads = srv.threads()
+        with srv.connect() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /fetch/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            deadline = time.monotonic() + 30
+            while srv.threads() <= idle_threads:  # the download has begun
+                assert time.monotonic() < deadline, "the download never started"
+                time.sleep(0.01)
+            start = time.monotonic()
+            while srv.threads() > idle_threads:  # ... and is given up while we do not read
+                assert time.monotonic() < deadline, "the stalled download kept its thread"
+                time.sleep(0.01)
+            print(f"stalled download dropped {time.monotonic() - start:.2f} s after it began")
+        srv.assert_serving()
+    finally:
+        srv.stop()
+
+
 def test_new_request_is_prompt_with_200_idle_connections(server: Server) -> None:
     socks: List[socket.socket] = []
     try:

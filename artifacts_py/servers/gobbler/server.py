@@ -786,10 +786,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:
         sys.stderr.write(f"artifacts-gobbler: cannot start: {exc}\n")
         return 1
-    host, port = server.server_address[:2]
-    print(f"artifacts-gobbler listening on http://{host!s}:{port}", flush=True)
     stop = threading.Event()
     start_purge_thread(cfg, stop)
+    host, port = server.server_address[:2]
+    # Printed once everything runs: launchers take this line as readiness.
+    print(f"artifacts-gobbler listening on http://{host!s}:{port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
