@@ -76,7 +76,7 @@ class Server:
             sock.sendall(data)
             if half_close:
                 sock.shutdown(socket.SHUT_WR)
-            chunks = []
+            chunks: List[bytes] = []
             while True:
                 chunk = sock.recv(65536)
                 if not chunk:
