@@ -112,16 +112,17 @@ def assert_error(resp: Any, *statuses: int) -> str:
     """The response is a JSON error envelope with one of ``statuses``; return the reason."""
     assert resp.status_code in statuses, (resp.status_code, resp.text[:500])
     assert resp.headers.get("Content-Type", "").startswith("application/json"), resp.headers
-    body = resp.json()
+    body: dict[str, Any] = resp.json()
     assert body["status"] == "ERROR", body
-    assert isinstance(body.get("reason"), str) and body["reason"].strip(), body
-    return body["reason"]
+    reason = body.get("reason")
+    assert isinstance(reason, str) and reason.strip(), body
+    return reason
 
 
 def assert_success(resp: Any) -> dict[str, Any]:
     """The response is a JSON success envelope."""
     assert resp.status_code == 200, (resp.status_code, resp.text[:500])
-    body = resp.json()
+    body: dict[str, Any] = resp.json()
     assert body["status"] == "SUCCESS", body
     return body
 
@@ -133,7 +134,7 @@ class Gobbler:
     url: str
     staging: Path
     registry: Path
-    proc: Optional[subprocess.Popen] = field(default=None, repr=False)
+    proc: "Optional[subprocess.Popen[str]]" = field(default=None, repr=False)
 
     def write_request(self, action: str, body: Union[dict[str, Any], bytes],
                       user: Union[str, int] = ADMIN) -> Path:

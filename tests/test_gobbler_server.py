@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
@@ -29,14 +31,14 @@ MD5_HELLO = "5d41402abc4b2a76b9719d911017c592"
 
 
 @pytest.fixture(scope="module")
-def gob(tmp_path_factory):
+def gob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGobbler]:
     server = RunningGobbler(str(tmp_path_factory.mktemp("gob")), admin=ME)
     yield server
     server.stop()
 
 
-def new_project(gob: RunningGobbler, name: str, **permissions) -> None:
-    payload = {"project": name}
+def new_project(gob: RunningGobbler, name: str, **permissions: Any) -> None:
+    payload: Dict[str, Any] = {"project": name}
     if permissions:
         payload["permissions"] = permissions
     gob.ok("create_project", payload)
@@ -54,7 +56,7 @@ def set_finish(gob: RunningGobbler, project: str, asset: str, version: str, when
 # ---------------------------------------------------------------- upload and formats
 
 
-def test_upload_writes_go_formatted_metadata(gob):
+def test_upload_writes_go_formatted_metadata(gob: RunningGobbler) -> None:
     new_project(gob, "fmt")
     assert gob.read("fmt", "..quota") == (
         '{ "baseline": 1000000000, "growth_rate": 1000000000, "year": %d }' % time.localtime().tm_year)
@@ -107,7 +109,7 @@ def test_upload_writes_go_formatted_metadata(gob):
     assert status == 400 and "already exists" in body["reason"]
 
 
-def test_dedup_against_latest_with_ancestors(gob, tmp_path):
+def test_dedup_against_latest_with_ancestors(gob: RunningGobbler, tmp_path: Path) -> None:
     new_project(gob, "dedup")
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
@@ -139,7 +141,7 @@ def test_dedup_against_latest_with_ancestors(gob, tmp_path):
     assert gob.read_json("dedup", "..usage")["total"] == 5 + 4 + 5
 
 
-def test_registry_links_and_their_restrictions(gob):
+def test_registry_links_and_their_restrictions(gob: RunningGobbler) -> None:
     new_project(gob, "reg")
     gob.upload("reg", "base", "v1", {"f.txt": "hello"})
     target = os.path.join(gob.registry, "reg", "base", "v1", "f.txt")
@@ -164,7 +166,7 @@ def test_registry_links_and_their_restrictions(gob):
         all(n.startswith("..") for n in os.listdir(os.path.join(gob.registry, "reg", "bad")))
 
 
-def test_local_link_problems(gob):
+def test_local_link_problems(gob: RunningGobbler) -> None:
     new_project(gob, "loc")
     status, body = gob.upload("loc", "a", "v1", {"a": "->b", "b": "->a"})
     assert status == 500
@@ -177,7 +179,7 @@ def test_local_link_problems(gob):
     assert "ancestor" in manifest["l1"]["link"] and manifest["l1"]["link"]["ancestor"]["path"] == "t"
 
 
-def test_special_files_are_refused_without_hanging(gob):
+def test_special_files_are_refused_without_hanging(gob: RunningGobbler) -> None:
     new_project(gob, "fifo")
     source = gob.make_source({"ok.txt": "fine"})
     os.mkfifo(os.path.join(gob.staging, source, "pipe"))
@@ -190,7 +192,7 @@ def test_special_files_are_refused_without_hanging(gob):
     assert status == 400 and "regular file" in body["reason"]
 
 
-def test_consume_moves_files(gob):
+def test_consume_moves_files(gob: RunningGobbler) -> None:
     new_project(gob, "cons")
     source = gob.make_source({"a.txt": "hello", "sub/b": "b"})
     gob.ok("upload", {"source": source, "project": "cons", "asset": "a", "version": "v1",
@@ -201,7 +203,7 @@ def test_consume_moves_files(gob):
     assert gob.read("cons", "a", "v1", "a.txt") == "hello"
 
 
-def test_concurrent_uploads_share_the_locks(gob):
+def test_concurrent_uploads_share_the_locks(gob: RunningGobbler) -> None:
     from concurrent.futures import ThreadPoolExecutor
     new_project(gob, "conc")
     jobs = [("a" if i % 2 else "b", f"v{i}", {"f": "x" * (i + 1)}) for i in range(8)]
@@ -219,7 +221,7 @@ def test_concurrent_uploads_share_the_locks(gob):
 # ---------------------------------------------------------------- probation and permissions
 
 
-def test_probation_approve_and_reject(gob):
+def test_probation_approve_and_reject(gob: RunningGobbler) -> None:
     new_project(gob, "prob")
     gob.upload("prob", "a", "v1", {"x": "one"})
     logs_before = set(os.listdir(os.path.join(gob.registry, "..logs")))
@@ -250,7 +252,7 @@ def test_probation_approve_and_reject(gob):
 
 
 @needs_root
-def test_permissions_uploaders_and_global_write(gob):
+def test_permissions_uploaders_and_global_write(gob: RunningGobbler) -> None:
     new_project(gob, "perm", owners=[ME], uploaders=[{"id": "daemon", "asset": "only"}])
     # Non-owner upload to a new asset without global_write: refused.
     status, body = gob.upload("perm", "x", "v1", {"f": "1"}, uid=NOBODY)
@@ -299,7 +301,7 @@ def test_permissions_uploaders_and_global_write(gob):
         assert status == 403, (action, body)
 
 
-def test_set_permissions_validation_and_client_append(gob):
+def test_set_permissions_validation_and_client_append(gob: RunningGobbler) -> None:
     new_project(gob, "sp")
     status, body = gob.submit("set_permissions", {"project": "sp"})
     assert status == 400 and "permissions" in body["reason"]
@@ -319,7 +321,7 @@ def test_set_permissions_validation_and_client_append(gob):
     assert gob.read_json("sp", "new", "..permissions") == {"owners": ["o"], "uploaders": []}
 
 
-def test_names_are_checked(gob):
+def test_names_are_checked(gob: RunningGobbler) -> None:
     for project in (".", "..x", "a/b", "", "a\\b"):
         status, body = gob.submit("create_project", {"project": project})
         assert status == 400, (project, body)
@@ -344,7 +346,7 @@ def test_names_are_checked(gob):
 # ---------------------------------------------------------------- deletion, refreshes, reindex
 
 
-def test_delete_refresh_latest_and_usage(gob):
+def test_delete_refresh_latest_and_usage(gob: RunningGobbler) -> None:
     new_project(gob, "del")
     for i, version in enumerate(["v1", "v2", "v3"]):
         gob.upload("del", "a", version, {"f": version * (i + 1)})
@@ -382,7 +384,7 @@ def test_delete_refresh_latest_and_usage(gob):
             "latest": True} in events
 
 
-def test_reindex_and_validate(gob):
+def test_reindex_and_validate(gob: RunningGobbler) -> None:
     new_project(gob, "idx")
     gob.upload("idx", "a", "v1", {"a.txt": "hello", "sub/b": "bb"})
     gob.upload("idx", "a", "v2", {"a.txt": "hello", "c.txt": "->a.txt", "d": "new"},
@@ -419,7 +421,7 @@ def test_reindex_and_validate(gob):
     assert status == 404
 
 
-def test_reroute_links_copy_and_relink(gob):
+def test_reroute_links_copy_and_relink(gob: RunningGobbler) -> None:
     new_project(gob, "rr")
     gob.upload("rr", "a", "v1", {"a.txt": "hello", "b.txt": "bye"})
     gob.upload("rr", "a", "v2", {"a.txt": "hello", "b.txt": "bye", "c.txt": "->a.txt"})
@@ -461,12 +463,12 @@ def test_reroute_links_copy_and_relink(gob):
 # ---------------------------------------------------------------- REST endpoints
 
 
-def test_list_semantics(gob):
+def test_list_semantics(gob: RunningGobbler) -> None:
     new_project(gob, "lst")
     gob.upload("lst", "a", "v1", {"A": "1", "sub/B": "2", "sub/link": "->../A", "odd name+%": "3"},
                dirs=["sub/whee", "deep/er"])
 
-    def listing(query: str):
+    def listing(query: str) -> Tuple[int, Any]:
         status, headers, body = gob.http("GET", "/list" + query)
         assert headers["Content-Type"] == "application/json"
         assert headers["Access-Control-Allow-Origin"] == "*"
@@ -496,7 +498,7 @@ def test_list_semantics(gob):
     assert "lst" in pyg.list_projects(registry=gob.registry, url=gob.url, force_remote=True)
 
 
-def test_fetch_static_files(gob, tmp_path):
+def test_fetch_static_files(gob: RunningGobbler, tmp_path: Path) -> None:
     new_project(gob, "fe")
     payload = bytes(range(256)) * 64
     source = gob.make_source({"t.txt": "hello", "sub/l": "->../t.txt"})
@@ -566,7 +568,7 @@ def test_fetch_static_files(gob, tmp_path):
     assert pyg.fetch_usage("fe", registry=gob.registry, url=gob.url, force_remote=True) == 5 + len(payload)
 
 
-def test_banner_info_options_and_405(gob):
+def test_banner_info_options_and_405(gob: RunningGobbler) -> None:
     status, headers, body = gob.http("GET", "/whatever/else")
     assert status == 200 and json.loads(body) == {"name": "gobbler API",
                                                   "url": "https://github.com/ArtifactDB/gobbler"}
@@ -599,7 +601,7 @@ def test_banner_info_options_and_405(gob):
 # ---------------------------------------------------------------- request-file checks
 
 
-def test_request_file_checks(gob):
+def test_request_file_checks(gob: RunningGobbler) -> None:
     new_project(gob, "rq")
     name = gob.write_request("health_check", {})
     assert gob.post(name) == (200, {"status": "SUCCESS"})
@@ -634,12 +636,12 @@ def test_request_file_checks(gob):
 
 
 @needs_root
-def test_unknown_uid_gets_a_clear_error(gob):
+def test_unknown_uid_gets_a_clear_error(gob: RunningGobbler) -> None:
     status, body = gob.submit("create_project", {"project": "ghost"}, uid=54321)
     assert status == 403 and "54321" in body["reason"]
 
 
-def test_staging_entries_present_at_startup_cannot_be_replayed(tmp_path):
+def test_staging_entries_present_at_startup_cannot_be_replayed(tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
     (staging / "request-health_check-early").write_text("{}")
@@ -654,7 +656,7 @@ def test_staging_entries_present_at_startup_cannot_be_replayed(tmp_path):
 # ---------------------------------------------------------------- flags and start-up
 
 
-def test_whitelist_spoof_and_prefix(tmp_path):
+def test_whitelist_spoof_and_prefix(tmp_path: Path) -> None:
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     (allowed / "data.bin").write_text("whitelisted")
@@ -665,37 +667,37 @@ def test_whitelist_spoof_and_prefix(tmp_path):
     try:
         status, _, body = server.http("GET", "/api/v1/info")
         assert status == 200 and json.loads(body)["registry"] == server.registry
-        status, _, _ = server.http("GET", "/info")
-        assert status == 404
+        status, headers, _ = server.http("GET", "/info")  # only OPTIONS is unprefixed, as in Go
+        assert status == 405 and headers["Allow"] == "OPTIONS"
         status, _, body = server.http("POST", "/api/v1/new/" + server.write_request(
             "create_project", {"project": "wl"}))
         assert status == 200, body
-        server.post = lambda name: _post(server, "/api/v1/new/" + name)  # type: ignore[assignment]
-        status, body = server.upload("wl", "a", "v1", {"ln": "->" + str(allowed / "data.bin")})
-        assert status == 200, body
+        server.post = lambda name: _post(server, "/api/v1/new/" + name)  # type: ignore[method-assign]
+        status, reply = server.upload("wl", "a", "v1", {"ln": "->" + str(allowed / "data.bin")})
+        assert status == 200, reply
         entry = server.read_json("wl", "a", "v1", "..manifest")["ln"]
         assert entry == {"size": 11, "md5sum": entry["md5sum"]} and "link" not in entry
         assert os.readlink(os.path.join(server.registry, "wl", "a", "v1", "ln")) == str(allowed / "data.bin")
 
         # Spoofing: allowed for listed users, recorded as the uploader.
-        status, body = server.upload("wl", "a", "v2", {"f": "1"}, spoof="alice")
+        status, reply = server.upload("wl", "a", "v2", {"f": "1"}, spoof="alice")
         assert status == 403  # alice is no owner of the project...
         server.ok("set_permissions", {"project": "wl", "permissions": {"owners": [ME, "alice"]}})
-        status, body = server.upload("wl", "a", "v2", {"f": "1"}, spoof="alice")
-        assert status == 200, body
+        status, reply = server.upload("wl", "a", "v2", {"f": "1"}, spoof="alice")
+        assert status == 200, reply
         assert server.read_json("wl", "a", "v2", "..summary")["upload_user_id"] == "alice"
-        status, body = server.upload("wl", "a", "v3", {"f": "1"}, spoof="carol")
-        assert status == 403 and "spoof" in body["reason"]
+        status, reply = server.upload("wl", "a", "v3", {"f": "1"}, spoof="carol")
+        assert status == 403 and "spoof" in reply["reason"]
     finally:
         server.stop()
 
 
-def _post(server, path):
+def _post(server: RunningGobbler, path: str) -> Tuple[int, Dict[str, Any]]:
     status, headers, body = server.http("POST", path)
     return status, json.loads(body)
 
 
-def test_flags_accept_go_and_gnu_spellings():
+def test_flags_accept_go_and_gnu_spellings() -> None:
     from artifacts_py.servers.gobbler.server import parse_args
     args = parse_args(["-registry=/r/", "--staging", "/s", "-port=0", "-admin=a,b",
                        "-prefix", "api", "-probation=3", "-host=0.0.0.0"])
@@ -704,7 +706,7 @@ def test_flags_accept_go_and_gnu_spellings():
     assert parse_args(["-registry", "/r", "-staging", "/s"]).port == 8080
 
 
-def test_startup_errors(tmp_path):
+def test_startup_errors(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "artifacts_py.servers.gobbler.server"]
     res = subprocess.run(run + ["-registry", str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 1 and "usage" in res.stderr.lower()
@@ -721,7 +723,7 @@ def test_startup_errors(tmp_path):
 # ---------------------------------------------------------------- purge and launcher
 
 
-def test_daily_purge(tmp_path):
+def test_daily_purge(tmp_path: Path) -> None:
     server = RunningGobbler(str(tmp_path), "-probation", "1")
     try:
         server.ok("create_project", {"project": "pp"})
@@ -750,7 +752,7 @@ def test_daily_purge(tmp_path):
     assert json.loads(open(os.path.join(server.registry, "pp", "..usage")).read()) == {"total": 3}
 
 
-def test_launcher_start_and_stop(tmp_path):
+def test_launcher_start_and_stop(tmp_path: Path) -> None:
     from artifacts_py.servers.gobbler.launch import start_gobbler, stop_gobbler
     new, staging, registry, url = start_gobbler()
     try:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import os
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, TypeVar
+from typing import Callable, Iterator, Optional, Tuple, TypeVar
 
 from artifacts_py.servers.gobbler.config import Config
+from artifacts_py.servers.gobbler.shapes import Manifest, Permissions, Summary
 from artifacts_py.servers.gobbler.registry import (
     ActionError, acquire_lock, dir_lock, newdir_lock, parse_rfc3339, read_latest, read_manifest,
     read_permissions, read_summary, release_lock, subdirectories, write_latest,
@@ -31,32 +32,30 @@ def read_or_500(read: Callable[[str], T], path: str, what: str) -> T:
         raise ActionError(500, f"failed to read {what}; {exc}") from exc
 
 
-def load_permissions(path: str) -> Dict[str, Any]:
+def load_permissions(path: str) -> Permissions:
     """Read a permissions file, turning failures into 500s that name the file."""
     return read_or_500(read_permissions, path, f"permissions from {path!r}")
 
 
-def load_summary(version_dir: str) -> Dict[str, Any]:
+def load_summary(version_dir: str) -> Summary:
     """The ``..summary`` of a version (500 when unreadable)."""
     path = os.path.join(version_dir, "..summary")
     return read_or_500(read_summary, path, f"the summary {path!r}")
 
 
-def load_manifest(version_dir: str) -> Dict[str, Dict[str, Any]]:
+def load_manifest(version_dir: str) -> Manifest:
     """The ``..manifest`` of a version (500 when unreadable)."""
     path = os.path.join(version_dir, "..manifest")
     return read_or_500(read_manifest, path, f"the manifest {path!r}")
 
 
 @contextlib.contextmanager
-def _enter_child(parent_dir: str, name: str, exclusive: bool, missing_ok: bool,
-                 missing: str, before: Optional[Callable[[str], None]] = None
-                 ) -> Iterator[Optional[str]]:
+def _enter_child(parent_dir: str, name: str, exclusive: bool,
+                 before: Optional[Callable[[str], None]] = None) -> Iterator[Optional[str]]:
     """Check ``parent_dir/name`` exists under the parent's newdir lock, then lock it.
 
-    Yields the child directory, or None when it is missing and ``missing_ok``
-    (otherwise 404 with the reason ``missing``). ``before(parent_dir)`` runs
-    under the newdir lock ahead of the check.
+    Yields the child directory, or None when it is missing. ``before(parent_dir)``
+    runs under the newdir lock ahead of the check.
     """
     child = os.path.join(parent_dir, name)
     with newdir_lock(parent_dir, False):
@@ -64,45 +63,58 @@ def _enter_child(parent_dir: str, name: str, exclusive: bool, missing_ok: bool,
             before(parent_dir)
         exists = os.path.isdir(child)
     if not exists:
-        if not missing_ok:
-            raise ActionError(404, missing)
         yield None
         return
     with dir_lock(child, exclusive):
         yield child
 
 
-@contextlib.contextmanager
-def enter_project(cfg: Config, project: str, exclusive: bool = False,
-                  missing_ok: bool = False) -> Iterator[Optional[str]]:
-    """Shared registry lock, check the project exists, then lock the project.
+def _require(directory: Optional[str], missing: str) -> str:
+    if directory is None:
+        raise ActionError(404, missing)
+    return directory
 
-    Yields the project directory, or None when it is missing and
-    ``missing_ok`` (otherwise 404).
-    """
+
+@contextlib.contextmanager
+def find_project(cfg: Config, project: str, exclusive: bool = False) -> Iterator[Optional[str]]:
+    """Shared registry lock, then the project locked; yields None when it is missing."""
     with dir_lock(cfg.registry, False):
-        with _enter_child(cfg.registry, project, exclusive, missing_ok,
-                          f'project "{project}" does not exist') as project_dir:
+        with _enter_child(cfg.registry, project, exclusive) as project_dir:
             yield project_dir
 
 
 @contextlib.contextmanager
-def enter_asset(cfg: Config, project: str, asset: str,
-                before: Optional[Callable[[str], None]] = None,
-                missing_ok: bool = False) -> Iterator[Optional[str]]:
-    """Lock down to an existing asset exclusively (404, or None with ``missing_ok``).
+def enter_project(cfg: Config, project: str, exclusive: bool = False) -> Iterator[str]:
+    """Like :func:`find_project`, but a missing project is a 404."""
+    with find_project(cfg, project, exclusive) as project_dir:
+        yield _require(project_dir, f'project "{project}" does not exist')
+
+
+@contextlib.contextmanager
+def find_asset(cfg: Config, project: str, asset: str,
+               before: Optional[Callable[[str], None]] = None,
+               project_missing_ok: bool = True) -> Iterator[Optional[str]]:
+    """Lock down to an asset exclusively; yields None when it (or its project) is missing.
 
     ``before(project_dir)`` runs under the project lock before the asset
     check, for actions whose authorisation comes before the 404 on the asset.
     """
-    with enter_project(cfg, project, missing_ok=missing_ok) as project_dir:
+    with find_project(cfg, project) as project_dir:
         if project_dir is None:
+            if not project_missing_ok:
+                raise ActionError(404, f'project "{project}" does not exist')
             yield None
             return
-        with _enter_child(project_dir, asset, True, missing_ok,
-                          f'asset "{asset}" does not exist in project "{project}"',
-                          before) as asset_dir:
+        with _enter_child(project_dir, asset, True, before) as asset_dir:
             yield asset_dir
+
+
+@contextlib.contextmanager
+def enter_asset(cfg: Config, project: str, asset: str,
+                before: Optional[Callable[[str], None]] = None) -> Iterator[str]:
+    """Like :func:`find_asset`, but a missing project or asset is a 404."""
+    with find_asset(cfg, project, asset, before, project_missing_ok=False) as asset_dir:
+        yield _require(asset_dir, f'asset "{asset}" does not exist in project "{project}"')
 
 
 @contextlib.contextmanager
@@ -131,7 +143,7 @@ def require_version(asset_dir: str, version: str) -> str:
     return version_dir
 
 
-def finish_time(summary: Dict[str, Any], where: str) -> datetime:
+def finish_time(summary: Summary, where: str) -> datetime:
     """The summary's ``upload_finish`` (500 naming ``where`` when invalid)."""
     try:
         return parse_rfc3339(summary.get("upload_finish"))

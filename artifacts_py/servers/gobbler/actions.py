@@ -31,8 +31,8 @@ import time
 from typing import Any, Callable, Dict
 
 from artifacts_py.servers.gobbler.access import (
-    enter_asset, enter_project, finish_time, load_manifest, load_permissions, load_summary,
-    recompute_latest, require_version,
+    enter_asset, enter_project, find_asset, find_project, finish_time, load_manifest,
+    load_permissions, load_summary, recompute_latest, require_version,
 )
 from artifacts_py.servers.gobbler.auth import (
     is_admin, is_owner, merge_asset_permissions, require_admin, spoofed_identity,
@@ -46,7 +46,9 @@ from artifacts_py.servers.gobbler.maintenance import (
 from artifacts_py.servers.gobbler.projects import create_project, set_permissions
 from artifacts_py.servers.gobbler.registry import ActionError
 from artifacts_py.servers.gobbler.reindex import reindex_version, validate_version
-from artifacts_py.servers.gobbler.request import MAX_REQUEST_BYTES, Request, names, optional_bool
+from artifacts_py.servers.gobbler.request import (
+    MAX_REQUEST_BYTES, Request, names, never, optional_bool,
+)
 from artifacts_py.servers.gobbler.reroute import reroute_links
 from artifacts_py.servers.gobbler.upload import upload
 from artifacts_py.servers.gobbler.walker import (
@@ -65,7 +67,8 @@ __all__ = [
     "is_admin", "is_owner", "merge_asset_permissions", "require_admin", "spoofed_identity",
     "upload_trust", "user_name", "validate_permissions", "validate_uploader",
     # access
-    "enter_asset", "enter_project", "finish_time", "load_manifest", "load_permissions",
+    "enter_asset", "enter_project", "find_asset", "find_project", "finish_time",
+    "load_manifest", "load_permissions",
     "load_summary", "recompute_latest", "require_version",
     # walker
     "DedupIndex", "VersionWalker", "final_target", "link_object", "link_path", "link_to",
@@ -109,7 +112,7 @@ def check_request_file(cfg: Config, recent: RecentRequests, name: str) -> str:
     """Apply the request-file checks of §3.3 and return the file's path (400 on failure)."""
     if not name.startswith(REQUEST_PREFIX):
         raise ActionError(400, f'file name should start with "{REQUEST_PREFIX}"')
-    if os.path.basename(name) != name:
+    if os.path.basename(name) != name or "\x00" in name:
         raise ActionError(400, f"{name!r} should be a bare file name in the staging directory")
     path = os.path.join(cfg.staging, name)
     try:
@@ -131,11 +134,13 @@ def check_request_file(cfg: Config, recent: RecentRequests, name: str) -> str:
     return path
 
 
-def run_request(cfg: Config, recent: RecentRequests, name: str) -> Dict[str, Any]:
+def run_request(cfg: Config, recent: RecentRequests, name: str,
+                cancelled: Callable[[], bool] = never) -> Dict[str, Any]:
     """Check the request file ``name`` in staging and run its action.
 
     Returns the extra fields of the success response; raises ActionError.
     Unexpected exceptions become 500s whose reason names the request.
+    ``cancelled()`` tells long actions that the client has gone away.
     """
     path = check_request_file(cfg, recent, name)
     kind = name[len(REQUEST_PREFIX):]
@@ -145,7 +150,7 @@ def run_request(cfg: Config, recent: RecentRequests, name: str) -> Dict[str, Any
     else:
         raise ActionError(400, "invalid request type")
     try:
-        return action(cfg, Request(path))
+        return action(cfg, Request(path, cancelled))
     except ActionError:
         raise
     except Exception as exc:  # I/O errors and the like: 500 with the cause

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pwd
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, cast
 
 from artifacts_py.servers.gobbler.config import Config
 from artifacts_py.servers.gobbler.registry import ActionError, ordered_uploader, parse_rfc3339
+from artifacts_py.servers.gobbler.shapes import Permissions, PermissionsUpdate, Uploader
 
 
 def user_name(uid: int, what: str) -> str:
@@ -49,24 +50,24 @@ def require_admin(cfg: Config, user: str) -> None:
         raise ActionError(403, f'user "{user}" is not an administrator')
 
 
-def is_owner(perms: Dict[str, Any], user: str) -> bool:
+def is_owner(perms: Permissions, user: str) -> bool:
     """Whether ``user`` is listed in the ``owners`` of a permissions object."""
     return user in (perms.get("owners") or [])
 
 
-def is_admin_or_owner(cfg: Config, perms: Dict[str, Any], user: str) -> bool:
+def is_admin_or_owner(cfg: Config, perms: Permissions, user: str) -> bool:
     """Whether ``user`` may manage what ``perms`` protects (§5.3)."""
     return is_admin(cfg, user) or is_owner(perms, user)
 
 
-def validate_permissions(perms: Any, *, asset_level: bool) -> Dict[str, Any]:
+def validate_permissions(perms: Any, *, asset_level: bool) -> PermissionsUpdate:
     """Check the types of a ``permissions`` request object; 400 when wrong.
 
     Returns a dict with only the fields that were given (non-null).
     """
     if not isinstance(perms, dict):
         raise ActionError(400, "expected 'permissions' to be a JSON object")
-    out: Dict[str, Any] = {}
+    out: PermissionsUpdate = {}
     owners = perms.get("owners")
     if owners is not None:
         if not isinstance(owners, list) or not all(isinstance(o, str) for o in owners):
@@ -88,7 +89,7 @@ def validate_permissions(perms: Any, *, asset_level: bool) -> Dict[str, Any]:
     return out
 
 
-def validate_uploader(entry: Any, *, asset_level: bool) -> Dict[str, Any]:
+def validate_uploader(entry: Any, *, asset_level: bool) -> Uploader:
     """One ``uploaders`` entry: ``id`` required, ``until`` RFC 3339; 400 otherwise."""
     if not isinstance(entry, dict):
         raise ActionError(400, "expected each entry of 'uploaders' to be a JSON object")
@@ -105,23 +106,27 @@ def validate_uploader(entry: Any, *, asset_level: bool) -> Dict[str, Any]:
         except ValueError:
             raise ActionError(400, f"invalid 'until' {entry['until']!r} in 'uploaders'; "
                                    "expected an RFC 3339 time such as 2026-01-01T00:00:00Z") from None
-    clean = dict(entry)
+    clean = cast(Uploader, dict(entry))  # the types were checked above
     if asset_level:
         clean.pop("asset", None)
     return ordered_uploader(clean)
 
 
-def merge_asset_permissions(project: Dict[str, Any], asset_perms: Dict[str, Any],
-                            asset: str) -> Dict[str, Any]:
+def merge_asset_permissions(project: Permissions, asset_perms: Permissions,
+                            asset: str) -> Permissions:
     """Project permissions plus asset owners and asset uploaders (bound to ``asset``)."""
-    merged = dict(project)
+    merged = project.copy()
     merged["owners"] = list(project.get("owners") or []) + list(asset_perms.get("owners") or [])
-    extra = [dict(u, asset=asset) for u in asset_perms.get("uploaders") or []]
+    extra: List[Uploader] = []
+    for uploader in asset_perms.get("uploaders") or []:
+        bound = uploader.copy()
+        bound["asset"] = asset
+        extra.append(bound)
     merged["uploaders"] = list(project.get("uploaders") or []) + extra
     return merged
 
 
-def upload_trust(cfg: Config, perms: Dict[str, Any], user: str, asset: str,
+def upload_trust(cfg: Config, perms: Permissions, user: str, asset: str,
                  version: str) -> Optional[bool]:
     """None if ``user`` may not upload here, else whether they are trusted (§5.3)."""
     if is_admin_or_owner(cfg, perms, user):

@@ -16,21 +16,25 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Tuple, Union
 
 from artifacts_py.errors import GobblerError
+
+if TYPE_CHECKING:
+    from artifacts_py.servers.gobbler.server import GobblerServer
 
 _LISTENING = re.compile(r"listening on http://(\S+):(\d+)\s*$")
 
 
 @dataclass
 class _Instance:
-    process: Optional[subprocess.Popen]  # None for an in-process server
+    process: "Optional[subprocess.Popen[str]]"  # None for an in-process server
     staging: str
     registry: str
     url: str
-    server: object = None
+    server: "Optional[GobblerServer]" = None
     thread: Optional[threading.Thread] = None
+    stop_purge: Optional[threading.Event] = None
 
     def alive(self) -> bool:
         if self.process is not None:
@@ -111,7 +115,7 @@ def serve_in_thread(staging: Optional[str] = None, registry: Optional[str] = Non
     fields (``whitelist``, ``spoof``, ``probation_days``, ``concurrency``).
     """
     from artifacts_py.servers.gobbler.actions import Config
-    from artifacts_py.servers.gobbler.server import make_server
+    from artifacts_py.servers.gobbler.server import make_server, start_purge_thread
 
     global _current, _atexit_registered
     with _lock:
@@ -124,8 +128,11 @@ def serve_in_thread(staging: Optional[str] = None, registry: Optional[str] = Non
         server = make_server(cfg, host, port, shown_registry=registry, shown_staging=staging)
         thread = threading.Thread(target=server.serve_forever, name="gobbler-server", daemon=True)
         thread.start()
+        stop_purge = threading.Event()
+        start_purge_thread(cfg, stop_purge)  # the daily purge, as the process runs it
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        _current = _Instance(None, staging, registry, url, server=server, thread=thread)
+        _current = _Instance(None, staging, registry, url, server=server, thread=thread,
+                             stop_purge=stop_purge)
         if not _atexit_registered:
             atexit.register(stop_gobbler)
             _atexit_registered = True
@@ -148,6 +155,8 @@ def stop_gobbler() -> None:
             instance.process.wait()
         if instance.process.stdout is not None:
             instance.process.stdout.close()
-    else:
-        instance.server.shutdown()  # type: ignore[attr-defined]
-        instance.server.server_close()  # type: ignore[attr-defined]
+    if instance.stop_purge is not None:
+        instance.stop_purge.set()
+    if instance.server is not None:
+        instance.server.shutdown()
+        instance.server.server_close()

@@ -14,8 +14,8 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from artifacts_py.servers.gobbler.access import (
-    BAD_METADATA, enter_asset, enter_project, finish_time, latest_or_none, load_permissions,
-    load_summary, recompute_latest, require_version,
+    BAD_METADATA, enter_asset, enter_project, find_asset, find_project, finish_time,
+    latest_or_none, load_permissions, load_summary, recompute_latest, require_version,
 )
 from artifacts_py.servers.gobbler.auth import is_admin_or_owner, require_admin, spoofed_identity
 from artifacts_py.servers.gobbler.config import Config
@@ -25,6 +25,7 @@ from artifacts_py.servers.gobbler.registry import (
     write_json, write_latest, write_log, write_usage,
 )
 from artifacts_py.servers.gobbler.request import Request, names, optional_bool
+from artifacts_py.servers.gobbler.shapes import Summary
 
 DAY = 86400.0
 
@@ -48,7 +49,7 @@ def _project_owner_check(cfg: Config, user: str, project: str) -> Callable[[str]
     return check
 
 
-def _probational_summary(version_dir: str) -> Dict[str, Any]:
+def _probational_summary(version_dir: str) -> Summary:
     summary = load_summary(version_dir)
     if not summary.get("on_probation"):
         raise ActionError(500, f"version at {version_dir!r} is not on probation")
@@ -135,7 +136,7 @@ def delete_asset(cfg: Config, req: Request) -> Dict[str, Any]:
     """Action ``delete_asset`` (§3.5.7); a missing project or asset is a success."""
     body, (project, asset) = _admin_request(cfg, req, "project", "asset")
     force = optional_bool(body, "force")
-    with enter_project(cfg, project, exclusive=True, missing_ok=True) as project_dir:
+    with find_project(cfg, project, exclusive=True) as project_dir:
         if project_dir is None:
             return {}
         asset_dir = os.path.join(project_dir, asset)
@@ -150,14 +151,14 @@ def delete_version(cfg: Config, req: Request) -> Dict[str, Any]:
     """Action ``delete_version`` (§3.5.8); refreshes ``..latest`` afterwards."""
     body, (project, asset, version) = _admin_request(cfg, req, "project", "asset", "version")
     force = optional_bool(body, "force")
-    with enter_asset(cfg, project, asset, missing_ok=True) as asset_dir:
+    with find_asset(cfg, project, asset) as asset_dir:
         if asset_dir is None:
             return {}
         version_dir = os.path.join(asset_dir, version)
         if not os.path.isdir(version_dir):
             return {}
         try:
-            summary: Optional[Dict[str, Any]] = load_summary(version_dir)
+            summary: Optional[Summary] = load_summary(version_dir)
         except ActionError:
             if not force:
                 raise
@@ -203,7 +204,7 @@ def refresh_usage(cfg: Config, req: Request) -> Dict[str, Any]:
 
 def purge_old_entries(directory: str, now: float, max_age: float = 7 * DAY) -> List[str]:
     """Remove top-level entries of ``directory`` whose own mtime is older than ``max_age``."""
-    removed = []
+    removed: List[str] = []
     try:
         entries = list(os.scandir(directory))
     except OSError as exc:

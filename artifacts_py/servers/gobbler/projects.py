@@ -15,6 +15,7 @@ from artifacts_py.servers.gobbler.registry import (
     ActionError, check_name, dir_lock, ordered_permissions, write_json,
 )
 from artifacts_py.servers.gobbler.request import Request, names
+from artifacts_py.servers.gobbler.shapes import Permissions
 
 
 def create_project(cfg: Config, req: Request) -> Dict[str, Any]:
@@ -25,7 +26,7 @@ def create_project(cfg: Config, req: Request) -> Dict[str, Any]:
     (project,) = names(body, "project")
     given = body.get("permissions")
     given = {} if given is None else validate_permissions(given, asset_level=False)
-    perms: Dict[str, Any] = {
+    perms: Permissions = {
         "owners": given.get("owners", [user]),
         "uploaders": given.get("uploaders", []),
     }

@@ -20,7 +20,11 @@ import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
+
+from artifacts_py.servers.gobbler.shapes import (
+    Link, LinkFile, LinkTarget, Manifest, ManifestEntry, Permissions, Summary, Uploader,
+)
 
 LOCK_NAME = "..LOCK"
 LOCK_NEWDIR_NAME = "..LOCK_NEWDIR"
@@ -159,9 +163,9 @@ def read_json(path: str) -> Any:
 # ---------------------------------------------------------------- metadata
 
 
-def read_permissions(path: str) -> Dict[str, Any]:
+def read_permissions(path: str) -> Permissions:
     """Read a ``..permissions`` file; ``uploaders: null`` reads as an empty list."""
-    perms = read_json(path)
+    perms: Permissions = read_json(path)
     if not isinstance(perms, dict):
         raise ValueError(f"{path} does not hold a JSON object")
     if perms.get("owners") is None:
@@ -171,21 +175,24 @@ def read_permissions(path: str) -> Dict[str, Any]:
     return perms
 
 
-def ordered_uploader(entry: Dict[str, Any]) -> Dict[str, Any]:
+def ordered_uploader(entry: Uploader) -> Uploader:
     """An uploader entry with Go's field order and unset fields left out."""
-    out: Dict[str, Any] = {"id": entry["id"]}
-    for key in ("asset", "version", "until"):
-        if entry.get(key) is not None:
-            out[key] = entry[key]
+    out: Uploader = {"id": entry["id"]}
+    if entry.get("asset") is not None:
+        out["asset"] = entry["asset"]
+    if entry.get("version") is not None:
+        out["version"] = entry["version"]
+    if entry.get("until") is not None:
+        out["until"] = entry["until"]
     if entry.get("trusted") is not None:
         out["trusted"] = entry["trusted"]
     return out
 
 
-def ordered_permissions(perms: Dict[str, Any]) -> Dict[str, Any]:
+def ordered_permissions(perms: Permissions) -> Permissions:
     """Permissions in Go's field order; ``uploaders`` None stays null."""
     uploaders = perms.get("uploaders")
-    out: Dict[str, Any] = {
+    out: Permissions = {
         "owners": list(perms.get("owners") or []),
         "uploaders": None if uploaders is None else [ordered_uploader(u) for u in uploaders],
     }
@@ -194,64 +201,74 @@ def ordered_permissions(perms: Dict[str, Any]) -> Dict[str, Any]:
     return out
 
 
-def read_summary(path: str) -> Dict[str, Any]:
+def read_summary(path: str) -> Summary:
     """Read a ``..summary`` file."""
-    summary = read_json(path)
+    summary: Summary = read_json(path)
     if not isinstance(summary, dict):
         raise ValueError(f"{path} does not hold a JSON object")
     return summary
 
 
-def make_summary(user: str, start: str, finish: str, probation: bool) -> Dict[str, Any]:
+def make_summary(user: str, start: str, finish: str, probation: bool) -> Summary:
     """A summary in Go's field order; ``on_probation`` only when true."""
-    out: Dict[str, Any] = {"upload_user_id": user, "upload_start": start,
+    out: Summary = {"upload_user_id": user, "upload_start": start,
                            "upload_finish": finish}
     if probation:
         out["on_probation"] = True
     return out
 
 
-def read_manifest(path: str) -> Dict[str, Dict[str, Any]]:
+def read_manifest(path: str) -> Manifest:
     """Read a ``..manifest`` file."""
-    manifest = read_json(path)
+    manifest: Manifest = read_json(path)
     if not isinstance(manifest, dict):
         raise ValueError(f"{path} does not hold a JSON object")
     return manifest
 
 
-def ordered_link(link: Dict[str, Any]) -> Dict[str, Any]:
+def link_target(where: LinkTarget) -> LinkTarget:
+    """The four fields naming a file, in Go's order (a parent or ancestor of a link)."""
+    return {"project": where["project"], "asset": where["asset"], "version": where["version"],
+            "path": where["path"]}
+
+
+def ordered_link(link: Link) -> Link:
     """A link object in Go's field order, ``ancestor`` only when present."""
-    out = {k: link[k] for k in ("project", "asset", "version", "path")}
-    if link.get("ancestor"):
-        out["ancestor"] = {k: link["ancestor"][k] for k in ("project", "asset", "version", "path")}
+    out: Link = {"project": link["project"], "asset": link["asset"], "version": link["version"],
+                 "path": link["path"]}
+    ancestor = link.get("ancestor")
+    if ancestor:
+        out["ancestor"] = link_target(ancestor)
     return out
 
 
-def ordered_entry(entry: Dict[str, Any]) -> Dict[str, Any]:
+def ordered_entry(entry: ManifestEntry) -> ManifestEntry:
     """A manifest entry in Go's field order."""
-    out: Dict[str, Any] = {"size": entry["size"], "md5sum": entry["md5sum"]}
-    if entry.get("link"):
-        out["link"] = ordered_link(entry["link"])
+    out: ManifestEntry = {"size": entry["size"], "md5sum": entry["md5sum"]}
+    link = entry.get("link")
+    if link:
+        out["link"] = ordered_link(link)
     return out
 
 
-def write_manifest(version_dir: str, manifest: Dict[str, Dict[str, Any]]) -> None:
+def write_manifest(version_dir: str, manifest: Manifest) -> None:
     """Write ``..manifest`` with sorted keys and ordered entries."""
     write_json(os.path.join(version_dir, "..manifest"),
                {k: ordered_entry(manifest[k]) for k in sorted(manifest)})
 
 
-def links_by_directory(manifest: Dict[str, Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+def links_by_directory(manifest: Manifest) -> Dict[str, LinkFile]:
     """Group the link entries of a manifest by directory (``""`` is the top)."""
-    groups: Dict[str, Dict[str, Any]] = {}
+    groups: Dict[str, LinkFile] = {}
     for path, entry in manifest.items():
-        if entry.get("link"):
+        link = entry.get("link")
+        if link:
             directory, _, base = path.rpartition("/")
-            groups.setdefault(directory, {})[base] = ordered_link(entry["link"])
+            groups.setdefault(directory, {})[base] = ordered_link(link)
     return groups
 
 
-def write_links(version_dir: str, manifest: Dict[str, Dict[str, Any]]) -> List[str]:
+def write_links(version_dir: str, manifest: Manifest) -> List[str]:
     """Write one ``..links`` per directory that directly holds links; return their dirs."""
     groups = links_by_directory(manifest)
     for directory, links in groups.items():
@@ -260,7 +277,7 @@ def write_links(version_dir: str, manifest: Dict[str, Dict[str, Any]]) -> List[s
     return sorted(groups)
 
 
-def manifest_usage(manifest: Dict[str, Dict[str, Any]]) -> int:
+def manifest_usage(manifest: Manifest) -> int:
     """Bytes a version adds to its project: sizes of entries without ``link``."""
     return sum(int(e.get("size", 0)) for e in manifest.values() if not e.get("link"))
 
@@ -316,10 +333,13 @@ def read_latest(asset_dir: str) -> Optional[str]:
         return None
 
 
-def write_log(registry: str, event: Dict[str, Any]) -> None:
-    """Record an event in ``..logs`` under ``<RFC3339>_<random 6 digits>``."""
+def write_log(registry: str, event: Mapping[str, object]) -> None:
+    """Record an event in ``..logs`` under ``<RFC3339>_<random 6 digits>``.
+
+    Go logs a ``map[string]interface{}``, which it marshals with sorted keys.
+    """
     name = f"{now_rfc3339()}_{random.randint(100000, 999999)}"
-    write_json(os.path.join(registry, "..logs", name), event)
+    write_json(os.path.join(registry, "..logs", name), dict(sorted(event.items())))
 
 
 def md5_fd(fd: int) -> str:

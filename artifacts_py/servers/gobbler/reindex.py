@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, cast
 
 from artifacts_py.servers.gobbler.access import (
     enter_asset, latest_or_none, load_manifest, load_summary, read_or_500, require_version,
@@ -22,6 +22,7 @@ from artifacts_py.servers.gobbler.registry import (
     write_links, write_log, write_manifest,
 )
 from artifacts_py.servers.gobbler.request import Request, names
+from artifacts_py.servers.gobbler.shapes import Link, LinkFile, Manifest, Summary
 from artifacts_py.servers.gobbler.walker import VersionWalker
 
 
@@ -42,7 +43,8 @@ def _index_walk(cfg: Config, project: str, asset: str, version: str,
                 version_dir: str) -> Tuple[VersionWalker, Dict[str, Dict[str, Any]]]:
     """Walk a version in the registry as reindex/validate do (§6.11)."""
     existing = existing_links(version_dir)
-    recorded = {f"{d}/{base}" if d else base: link
+    # Malformed entries are caught when the walk compares symlinks with them.
+    recorded = {f"{d}/{base}" if d else base: cast(Link, link)
                 for d, links in existing.items() for base, link in links.items()
                 if isinstance(link, dict)}
     walker = VersionWalker(cfg, project, asset, version, version_dir, ignore_dot=False,
@@ -76,7 +78,7 @@ def reindex_version(cfg: Config, req: Request) -> Dict[str, Any]:
     return {}
 
 
-def rewrite_metadata(version_dir: str, manifest: Dict[str, Dict[str, Any]],
+def rewrite_metadata(version_dir: str, manifest: Manifest,
                      existing: Dict[str, Any]) -> None:
     """Write ``..manifest`` and the ``..links`` files; remove ``existing`` ones now unneeded."""
     write_manifest(version_dir, manifest)
@@ -110,7 +112,7 @@ def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _compare_manifests(stored: Dict[str, Any], actual: Dict[str, Dict[str, Any]],
+def _compare_manifests(stored: Dict[str, Any], actual: Manifest,
                        where: str) -> None:
     """Go's checks and wording: stored entries first, then extra files."""
     for path in sorted(stored):
@@ -148,7 +150,7 @@ def _link_problem(observed: Any, expected: Any, what: str = "link") -> Optional[
     return None
 
 
-def _compare_links(existing: Dict[str, Any], expected: Dict[str, Dict[str, Any]],
+def _compare_links(existing: Dict[str, Any], expected: Dict[str, LinkFile],
                    where: str) -> None:
     for directory in sorted(expected):
         lpath = directory or "."
@@ -186,7 +188,7 @@ def _check_symlink_targets(cfg: Config, walker: VersionWalker, version_dir: str)
             raise ActionError(500, f"symbolic link {link!r} points outside {inside!r}")
 
 
-def _check_summary(summary: Dict[str, Any], where: str) -> None:
+def _check_summary(summary: Summary, where: str) -> None:
     if not summary.get("upload_user_id"):
         raise ActionError(500, f"invalid 'upload_user_id' in the summary file at {_q(where)}")
     for key in ("upload_start", "upload_finish"):

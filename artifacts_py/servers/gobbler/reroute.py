@@ -19,6 +19,7 @@ from artifacts_py.servers.gobbler.registry import (
 )
 from artifacts_py.servers.gobbler.reindex import existing_links, rewrite_metadata
 from artifacts_py.servers.gobbler.request import Request, optional_bool
+from artifacts_py.servers.gobbler.shapes import Manifest, ManifestEntry, RerouteChange
 from artifacts_py.servers.gobbler.walker import link_from_path, link_path, place_symlink
 
 
@@ -27,14 +28,14 @@ class _Reroute:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self._manifests: Dict[str, Dict[str, Dict[str, Any]]] = {}
+        self._manifests: Dict[str, Manifest] = {}
 
-    def manifest(self, key: str) -> Dict[str, Dict[str, Any]]:
+    def manifest(self, key: str) -> Manifest:
         if key not in self._manifests:
             self._manifests[key] = load_manifest(os.path.join(self.cfg.registry, key))
         return self._manifests[key]
 
-    def entry(self, path: str) -> Optional[Dict[str, Any]]:
+    def entry(self, path: str) -> Optional[ManifestEntry]:
         parts = path.split("/", 3)
         if len(parts) < 4:
             return None
@@ -63,11 +64,11 @@ class _Reroute:
                 return hops
             hops.append(nxt)
 
-    def plan(self, doomed: Set[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Dict[str, Dict[str, Any]]]]:
+    def plan(self, doomed: Set[str]) -> Tuple[List[RerouteChange], Dict[str, Manifest]]:
         """The changes, and per surviving version the manifest entries to replace."""
         deleted = {f"{key}/{path}" for key in doomed for path in self.manifest(key)}
-        changes: List[Dict[str, Any]] = []
-        updates: Dict[str, Dict[str, Dict[str, Any]]] = {}
+        changes: List[RerouteChange] = []
+        updates: Dict[str, Manifest] = {}
         if not deleted:
             return changes, updates
         for project in self.listing():
@@ -81,15 +82,16 @@ class _Reroute:
                         updates.setdefault(key, {})[path] = planned[1]
         return changes, updates
 
-    def _plan_entry(self, full: str, entry: Dict[str, Any],
-                    deleted: Set[str]) -> Optional[Tuple[Dict[str, Any], Dict[str, Any]]]:
+    def _plan_entry(self, full: str, entry: ManifestEntry,
+                    deleted: Set[str]) -> Optional[Tuple[RerouteChange, ManifestEntry]]:
         link = entry.get("link")
         if not link:
             return None
         parent = link_path(link)
         ancestor = link_path(link["ancestor"]) if link.get("ancestor") else None
-        copy = ({"copy": True, "path": full, "source": parent, "usage": entry["size"]},
-                {"size": entry["size"], "md5sum": entry["md5sum"]})
+        copy: Tuple[RerouteChange, ManifestEntry] = (
+            {"copy": True, "path": full, "source": parent, "usage": entry["size"]},
+            {"size": entry["size"], "md5sum": entry["md5sum"]})
         if ancestor is None:
             return copy if parent in deleted else None
         if parent not in deleted and ancestor not in deleted:
@@ -110,8 +112,7 @@ class _Reroute:
         return ({"copy": False, "path": full, "source": source, "usage": 0},
                 {"size": entry["size"], "md5sum": entry["md5sum"], "link": new_link})
 
-    def apply(self, changes: List[Dict[str, Any]],
-              updates: Dict[str, Dict[str, Dict[str, Any]]]) -> None:
+    def apply(self, changes: List[RerouteChange], updates: Dict[str, Manifest]) -> None:
         registry = self.cfg.registry
         by_path = {c["path"]: c for c in changes}
         added: Dict[str, int] = {}

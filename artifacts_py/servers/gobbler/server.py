@@ -4,7 +4,8 @@ A drop-in for the Go binary (``gobbler-protocol.md`` §4 and §8): the same
 flags, endpoints, status codes and headers. All the registry work lives in
 :mod:`artifacts_py.servers.gobbler.actions`; this module only routes requests,
 serves static files from the registry with ``sendfile`` and runs the daily
-purge. Run it as ``artifacts-gobbler -registry R -staging S`` or
+purge. Request heads are read like Go's ``net/http`` (:mod:`.wire`), and
+connections are bounded, with an idle timeout (:mod:`.connections`). Run it as ``artifacts-gobbler -registry R -staging S`` or
 ``python -m artifacts_py.servers.gobbler.server ...``.
 """
 
@@ -19,19 +20,27 @@ import json
 import mimetypes
 import os
 import posixpath
+import select
 import socket
 import stat
 import sys
 import threading
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, List, Optional, Sequence, Tuple
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 from artifacts_py.servers.gobbler.actions import (
     Config, RecentRequests, parse_spoof_rules, parse_whitelist, run_request, daily_purge,
 )
+from artifacts_py.servers.gobbler.connections import (
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ConnectionLimiter,
+)
 from artifacts_py.servers.gobbler.registry import ActionError
+from artifacts_py.servers.gobbler.wire import (
+    MAX_LINE, WireError, check_framing, parse_request_line, read_headers,
+)
 
 BANNER = {"name": "gobbler API", "url": "https://github.com/ArtifactDB/gobbler"}
 SNIFF_LEN = 512
@@ -39,8 +48,24 @@ MAX_DISCARD = 1 << 20
 _MSG_MORE = getattr(socket, "MSG_MORE", 0)
 _QUIET_ERRORS = (ConnectionError, TimeoutError)
 _TEXT_BYTES = frozenset(range(0x20, 0x100)) | {0x09, 0x0A, 0x0C, 0x0D, 0x1B}
+# What a Location header may carry unescaped: path characters and existing escapes.
+_PATH_SAFE = "/%!$&'()*+,;=:@~-._"
 
 mimetypes.init()
+
+
+def decode_path(raw: str) -> str:
+    """Percent-decode a raw request path (latin-1 text of its bytes) to a file name.
+
+    Bytes that are not UTF-8 survive as surrogate escapes, so the name maps
+    back to the same bytes on disk, as Go's byte strings do.
+    """
+    return unquote_to_bytes(raw.encode("latin-1")).decode("utf-8", "surrogateescape")
+
+
+def quote_path(path: str) -> str:
+    """Percent-encode a file path for a Location header (surrogate escapes kept as bytes)."""
+    return quote(path.encode("utf-8", "surrogateescape"))
 
 
 def go_clean(path: str) -> str:
@@ -67,7 +92,7 @@ def content_type(name: str, fd: int) -> str:
     return "application/octet-stream"
 
 
-def parse_range(header: str, size: int) -> Optional[List[Tuple[int, int]]]:
+def parse_range(header: str, size: int) -> List[Tuple[int, int]]:
     """Parse a ``Range`` header like Go; returns (start, length) pairs.
 
     Raises ValueError when it is malformed, returns [] when nothing overlaps.
@@ -130,8 +155,11 @@ class GobblerServer(ThreadingHTTPServer):
 
     def __init__(self, address: Tuple[str, int], cfg: Config, *, prefix: str = "",
                  shown_registry: Optional[str] = None, shown_staging: Optional[str] = None,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         self.cfg = cfg
+        self.idle_timeout = idle_timeout if idle_timeout > 0 else None
+        self.limiter = ConnectionLimiter(max_connections)
         self.recent = RecentRequests()
         self.root = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.info = json.dumps({"staging": shown_staging or cfg.staging,
@@ -140,6 +168,21 @@ class GobblerServer(ThreadingHTTPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, GobblerHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a handler thread once the connection has a slot (see ``connections``)."""
+        self.limiter.admit()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.limiter.release(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.limiter.release(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Clients hanging up are normal; anything else is reported on stderr."""
@@ -165,11 +208,86 @@ class GobblerHandler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------ plumbing
 
     cors = False  # set while serving /fetch: Go adds the header to every such response
+    answered = False  # whether the current request's response has begun
+    body_length: Optional[int] = 0  # of the current request; None when chunked
+
+    _headers_buffer: List[bytes]
+
+    def setup(self) -> None:
+        super().setup()
+        # Bounds every read and write, the wait for a next request included.
+        self.connection.settimeout(self.server.idle_timeout)
+
+    def handle_one_request(self) -> None:
+        """Read one request and answer it; never leave a request unanswered."""
+        limiter, sock = self.server.limiter, self.connection
+        self.close_connection = True
+        limiter.idle(sock)
+        try:
+            self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+        except OSError:  # the idle timeout, or a reset
+            return
+        finally:
+            evicted = not limiter.busy(sock)
+        if evicted or not self.raw_requestline:
+            return
+        self.answered = False
+        if not self.parse_request():
+            return
+        try:
+            getattr(self, "do_" + self.command)()
+            self.wfile.flush()
+        except _QUIET_ERRORS:
+            self.close_connection = True
+        except Exception:
+            # A bug of ours: say so on stderr, and still answer like Go's http.Error.
+            sys.stderr.write(f"artifacts-gobbler: error serving {self.requestline!r}:\n"
+                             f"{traceback.format_exc()}")
+            self.close_connection = True
+            if not self.answered:
+                self.send_text(500, "500 Internal Server Error")
+
+    def parse_request(self) -> bool:
+        """Read the request line and headers like Go; answer and return False if invalid."""
+        self.command, self.request_version = "", "HTTP/1.1"
+        self.requestline = self.raw_requestline.decode("latin-1").rstrip("\r\n")
+        try:
+            if len(self.raw_requestline) > MAX_LINE:
+                raise WireError(414)
+            line = parse_request_line(self.raw_requestline)
+            self.command, self.path, self.request_version = line.method, line.target, line.version
+            self.headers = read_headers(self.rfile, len(self.raw_requestline))
+            self.body_length = check_framing(line, self.headers)
+        except WireError as exc:
+            self.log_message('"%s" %s', self.requestline, exc.status)
+            self.connection.sendall(exc.response())
+            return False
+        connection = (self.headers.get("Connection") or "").lower()
+        self.close_connection = connection == "close" or (
+            (line.major, line.minor) < (1, 1) and connection != "keep-alive")
+        expect = self.headers.get("Expect")
+        if expect is not None and (line.major, line.minor) >= (1, 1):
+            if expect.lower() != "100-continue":
+                self.connection.sendall(b"HTTP/1.1 417 Expectation Failed\r\n"
+                                        b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                self.close_connection = True
+                return False
+            # Go sends 100 Continue only when a handler reads the body; none does.
+            self.close_connection = True
+            self.body_length = None
+        return True
+
+    def send_error(self, code: int, message: Optional[str] = None,
+                   explain: Optional[str] = None) -> None:
+        """The stdlib's error path (e.g. an over-long request line): Go's plain answer."""
+        self.connection.sendall(WireError(code).response())
+        self.close_connection = True
 
     def version_string(self) -> str:
         return self.server_version
 
     def send_response(self, code: int, message: Optional[str] = None) -> None:
+        self.answered = True
         super().send_response(code, message)
         if self.cors:
             self.send_header("Access-Control-Allow-Origin", "*")
@@ -183,8 +301,10 @@ class GobblerHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
         if self.server.verbose:
+            # Request lines are the client's bytes: no control characters reach the terminal.
+            text = (format % args).encode("unicode_escape").decode("ascii")
             sys.stderr.write(f"{self.client_address[0]} - [{self.log_date_time_string()}] "
-                             f"{format % args}\n")
+                             f"{text}\n")
 
     def __getattr__(self, name: str) -> Any:
         # Unknown methods (DELETE, PUT, ...) get Go's 405 rather than the stdlib's 501.
@@ -232,11 +352,8 @@ class GobblerHandler(BaseHTTPRequestHandler):
 
     def discard_body(self) -> None:
         """Read and drop any request body so the connection can be kept alive."""
-        try:
-            remaining = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            remaining = -1
-        if self.headers.get("Transfer-Encoding") or not 0 <= remaining <= MAX_DISCARD:
+        remaining = self.body_length
+        if remaining is None or remaining > MAX_DISCARD:
             self.close_connection = True  # bodies are never used: do not read big ones
             return
         while remaining > 0:
@@ -246,21 +363,25 @@ class GobblerHandler(BaseHTTPRequestHandler):
             remaining -= len(chunk)
 
     def split_path(self) -> Tuple[str, str, str]:
-        """(raw path, decoded path, raw query) of the request target."""
+        """(raw path, decoded path, raw query) of the request target.
+
+        Like Go's ``ParseRequestURI``, a ``#`` is part of the path.
+        """
         raw, _, query = self.path.partition("?")
-        raw = raw.partition("#")[0]
         if not raw.startswith("/"):  # absolute-form targets
             raw = "/" + raw.split("://", 1)[-1].partition("/")[2]
-        return raw, unquote(raw), query
+        return raw, decode_path(raw), query
 
     # ------------------------------------------------------------ methods
 
     def do_GET(self) -> None:
         raw, path, query = self.split_path()
-        if self.clean_redirect(path, query):
+        if self.clean_redirect(raw, query):
             return
         root = self.server.root
-        if path == root + "/fetch":
+        if path == root and root:
+            self.redirect(root + "/", query)
+        elif path == root + "/fetch":
             self.redirect(root + "/fetch/", query)
         elif path.startswith(root + "/fetch/"):
             self.fetch(path[len(root) + len("/fetch"):], query)
@@ -271,8 +392,8 @@ class GobblerHandler(BaseHTTPRequestHandler):
                            (("Access-Control-Allow-Origin", "*"),))
         elif path.startswith(root + "/"):
             self.send_json(200, BANNER)
-        else:
-            self.send_text(404, "404 page not found")
+        else:  # outside the prefix only OPTIONS is routed, as in Go's mux
+            self.method_not_allowed()
 
     do_HEAD = do_GET
 
@@ -283,20 +404,46 @@ class GobblerHandler(BaseHTTPRequestHandler):
         name = raw[len(prefix):] if raw.startswith(prefix) else ""
         if not name or "/" in name:
             # Not one raw segment under /new/: Go's mux cleans or refuses it.
-            if not self.clean_redirect(path, query):
+            if not self.clean_redirect(raw, query):
                 self.method_not_allowed()
             return
         # One raw segment: an encoded '/' or '..' inside is refused as not a bare
         # name (400) instead of being redirected like Go's mux would.
         try:
-            extra = run_request(self.server.cfg, self.server.recent, unquote(name))
+            extra = run_request(self.server.cfg, self.server.recent, decode_path(name),
+                                self.client_gone)
         except ActionError as exc:
             self.send_json(exc.status, {"status": "ERROR", "reason": exc.reason})
         else:
             self.send_json(200, {"status": "SUCCESS", **extra})
 
+    def client_gone(self) -> bool:
+        """Whether the client has closed the connection (its end reads as end-of-file).
+
+        Long actions poll this, as Go's handlers watch the request context.
+        """
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        try:
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:  # reset
+            return True
+        return peeked == b""
+
     def do_OPTIONS(self) -> None:
         self.discard_body()
+        if self.path == "*":  # Go's server answers ``OPTIONS *`` itself
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        raw, _, query = self.split_path()
+        if self.clean_redirect(raw, query):
+            return
         self.send_response(204)
         self.send_header("Access-Control-Allow-Methods", "GET, OPTIONS")
         self.send_header("Access-Control-Allow-Origin", "*")
@@ -314,14 +461,19 @@ class GobblerHandler(BaseHTTPRequestHandler):
             allow += ", POST"
         self.send_text(405, "Method Not Allowed", (("Allow", allow),))
 
-    def clean_redirect(self, path: str, query: str) -> bool:
-        """Redirect like Go's mux when the path has ``.``, ``..`` or ``//`` segments."""
-        cleaned = go_clean(path)
-        if path.endswith("/") and cleaned != "/":
+    def clean_redirect(self, raw: str, query: str) -> bool:
+        """Redirect like Go's mux when the raw path has ``.``, ``..`` or ``//`` segments.
+
+        Go 1.22 cleans the path as sent, so encoded dots (``%2e%2e``) and
+        slashes (``%2F``) are no segments: they reach the file server, which
+        cleans the decoded path inside the registry.
+        """
+        cleaned = go_clean(raw)
+        if raw.endswith("/") and cleaned != "/":
             cleaned += "/"
-        if cleaned == path:
+        if cleaned == raw:
             return False
-        self.redirect(quote(cleaned), query)
+        self.redirect(quote(cleaned.encode("latin-1"), safe=_PATH_SAFE), query)
         return True
 
     # ------------------------------------------------------------ /list
@@ -382,7 +534,7 @@ class GobblerHandler(BaseHTTPRequestHandler):
                 return
             if stat.S_ISDIR(info.st_mode):
                 if not upath.endswith("/"):
-                    self.redirect(quote(posixpath.basename(upath)) + "/", query)
+                    self.redirect(quote_path(posixpath.basename(upath)) + "/", query)
                     return
                 index = os.path.join(fs_path, "index.html")
                 if os.path.isfile(index):
@@ -393,7 +545,7 @@ class GobblerHandler(BaseHTTPRequestHandler):
                     self.send_listing(fs_path, info)
                 return
             if upath.endswith("/"):
-                self.redirect("../" + quote(posixpath.basename(upath.rstrip("/"))), query)
+                self.redirect("../" + quote_path(posixpath.basename(upath.rstrip("/"))), query)
                 return
             self.send_file(fd, info, posixpath.basename(name))
         except OSError as exc:
@@ -429,9 +581,10 @@ class GobblerHandler(BaseHTTPRequestHandler):
         with os.scandir(fs_path) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 shown = entry.name + ("/" if entry.is_dir(follow_symlinks=False) else "")
-                lines.append(f'<a href="{html.escape(quote(shown))}">{html.escape(shown)}</a>\n')
+                lines.append(f'<a href="{html.escape(quote_path(shown))}">{html.escape(shown)}</a>\n')
         lines.append("</pre>\n")
-        self.send_body(200, "".join(lines).encode(), "text/html; charset=utf-8",
+        self.send_body(200, "".join(lines).encode("utf-8", "surrogateescape"),
+                       "text/html; charset=utf-8",
                        (("Last-Modified", http_date(mtime)),))
 
     def send_file(self, fd: int, info: os.stat_result, name: str) -> None:
@@ -458,10 +611,11 @@ class GobblerHandler(BaseHTTPRequestHandler):
             except ValueError:
                 self.send_text(416, "invalid range")
                 return
-            if not ranges:
+            if not ranges and size > 0:
                 self.send_text(416, "invalid range: failed to overlap",
                                (("Content-Range", f"bytes */{size}"),))
                 return
+            # An empty file ignores the range (200), as Go does for ``curl -C -``.
             if len(ranges) == 1:
                 offset, length = ranges[0]
                 status = 206
@@ -475,13 +629,31 @@ class GobblerHandler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         self.send_headers_more()
-        sent = 0
-        while sent < length:
-            n = os.sendfile(self.connection.fileno(), fd, offset + sent, length - sent)
-            if n == 0:  # the file shrank: the client must not trust this connection
-                self.close_connection = True
-                return
-            sent += n
+        if not sendfile_all(self.connection, fd, offset, length):
+            self.close_connection = True  # the file shrank: do not trust this connection
+
+
+def sendfile_all(sock: socket.socket, fd: int, offset: int, length: int) -> bool:
+    """``sendfile`` ``length`` bytes at ``offset``; False if the file ended first.
+
+    The socket has a timeout, so it is non-blocking underneath: a full send
+    buffer is waited for up to that timeout (then TimeoutError).
+    """
+    out, sent = sock.fileno(), 0
+    while sent < length:
+        try:
+            n = os.sendfile(out, fd, offset + sent, length - sent)
+        except BlockingIOError:
+            poller = select.poll()
+            poller.register(out, select.POLLOUT)
+            timeout = sock.gettimeout()
+            if not poller.poll(None if timeout is None else int(timeout * 1000)):
+                raise TimeoutError("the client did not read for the idle timeout") from None
+            continue
+        if n == 0:
+            return False
+        sent += n
+    return True
 
 
 def list_directory(target: str, recursive: bool) -> List[str]:
@@ -526,7 +698,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         description="Gobbler-compatible registry service (drop-in for the Go binary).")
 
     def add(name: str, **kwargs: Any) -> None:
-        parser.add_argument(f"-{name}", f"--{name}", dest=name, **kwargs)
+        parser.add_argument(f"-{name}", f"--{name}", dest=name.replace("-", "_"), **kwargs)
 
     add("registry", help="path to the registry directory (required)")
     add("staging", help="path to the staging directory (required)")
@@ -539,6 +711,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     add("probation", type=int, default=-1, help="days before probational versions are purged")
     add("concurrency", type=int, default=100, help="maximum number of file workers")
     add("verbose", action="store_true", help="log every request to stderr")
+    # Not in the Go service, which has no server-side limits at all.
+    add("idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT,
+        help="seconds a connection may wait for its next request, or for a read or "
+             f"write to progress (0: forever; default {DEFAULT_IDLE_TIMEOUT:g})")
+    add("max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS,
+        help="connections served at once; beyond it the longest-idle one is closed "
+             f"(default {DEFAULT_MAX_CONNECTIONS})")
     args = parser.parse_args(argv)
     if not args.registry or not args.staging:
         parser.print_usage(sys.stderr)
@@ -570,11 +749,13 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def make_server(cfg: Config, host: str = "127.0.0.1", port: int = 0, prefix: str = "",
                 shown_registry: Optional[str] = None, shown_staging: Optional[str] = None,
-                verbose: bool = False) -> GobblerServer:
+                verbose: bool = False, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+                max_connections: int = DEFAULT_MAX_CONNECTIONS) -> GobblerServer:
     """Prepare the registry (``..logs``), mark staging entries and bind the server."""
     os.makedirs(os.path.join(cfg.registry, "..logs"), 0o755, exist_ok=True)
     server = GobblerServer((host, port), cfg, prefix=prefix, shown_registry=shown_registry,
-                           shown_staging=shown_staging, verbose=verbose)
+                           shown_staging=shown_staging, verbose=verbose,
+                           idle_timeout=idle_timeout, max_connections=max_connections)
     server.mark_staging()
     return server
 
@@ -599,14 +780,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         server = make_server(cfg, args.host, args.port, args.prefix,
                              shown_registry=go_clean(args.registry),
-                             shown_staging=go_clean(args.staging), verbose=args.verbose)
+                             shown_staging=go_clean(args.staging), verbose=args.verbose,
+                             idle_timeout=args.idle_timeout,
+                             max_connections=args.max_connections)
     except OSError as exc:
         sys.stderr.write(f"artifacts-gobbler: cannot start: {exc}\n")
         return 1
-    host, port = server.server_address[:2]
-    print(f"artifacts-gobbler listening on http://{host}:{port}", flush=True)
     stop = threading.Event()
     start_purge_thread(cfg, stop)
+    host, port = server.server_address[:2]
+    # Printed once everything runs: launchers take this line as readiness.
+    print(f"artifacts-gobbler listening on http://{host!s}:{port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

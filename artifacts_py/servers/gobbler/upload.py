@@ -13,7 +13,7 @@ import os
 import shutil
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from artifacts_py.servers.gobbler.access import enter_project, hold_asset, load_manifest, load_permissions
 from artifacts_py.servers.gobbler.auth import (
@@ -25,7 +25,8 @@ from artifacts_py.servers.gobbler.registry import (
     md5_file, now_rfc3339, open_beneath, read_latest, write_json, write_latest, write_links,
     write_log, write_manifest,
 )
-from artifacts_py.servers.gobbler.request import Request, names, optional_bool
+from artifacts_py.servers.gobbler.request import Request, names, optional_bool, stop_if_cancelled
+from artifacts_py.servers.gobbler.shapes import Manifest, Permissions
 from artifacts_py.servers.gobbler.walker import DedupIndex, VersionWalker
 
 
@@ -43,13 +44,15 @@ def _dedup_index(asset_dir: str) -> Optional[DedupIndex]:
     return index
 
 
-def _copy_into(root_fd: int, rel: str, dest: str, md5: str, consume: bool) -> None:
+def _copy_into(root_fd: int, rel: str, dest: str, md5: str, consume: bool,
+               cancelled: Callable[[], bool]) -> None:
     """Second pass for one file: move or copy, then check the checksum (§6.6).
 
     The source is re-opened under ``root_fd`` without following symlinks and
     the destination's MD5 must match the first pass, so a file swapped in
     the meantime is refused rather than published.
     """
+    stop_if_cancelled(cancelled)
     parent_fd = open_beneath(root_fd, os.path.dirname(rel), directory=True)
     base = os.path.basename(rel)
     try:
@@ -96,17 +99,17 @@ def _move_into(parent_fd: int, base: str, src_fd: int, info: os.stat_result,
 
 def _transfer(cfg: Config, root_fd: int, source_dir: str, version_dir: str, project: str,
               asset: str, version: str, ignore_dot: bool, consume: bool,
-              asset_dir: str) -> Dict[str, Dict[str, Any]]:
+              asset_dir: str, cancelled: Callable[[], bool]) -> Manifest:
     """The three passes of an upload (§6.3-6.8); returns the manifest."""
     walker = VersionWalker(cfg, project, asset, version, source_dir, ignore_dot,
-                           dedup=_dedup_index(asset_dir))
+                           dedup=_dedup_index(asset_dir), cancelled=cancelled)
     walker.walk(root_fd)
     for directory in walker.dirs:
         os.mkdir(os.path.join(version_dir, directory), 0o755)
     walker.place_links(version_dir, sorted(walker.registry_links))
     for rel, target in walker.whitelisted.items():
         os.symlink(target, os.path.join(version_dir, rel))
-    jobs = [(root_fd, rel, os.path.join(version_dir, rel), md5, consume)
+    jobs = [(root_fd, rel, os.path.join(version_dir, rel), md5, consume, cancelled)
             for rel, md5 in walker.copies]
     workers = max(1, min(cfg.concurrency, 4, len(jobs)))
     if workers == 1:
@@ -146,13 +149,14 @@ def upload(cfg: Config, req: Request) -> Dict[str, Any]:
     except OSError as exc:
         raise ActionError(400, f"failed to open the 'source' directory {source_dir!r}; {exc}") from exc
     try:
-        return _upload_from(cfg, body, user, start, source_dir, root_fd)
+        return _upload_from(cfg, req, user, start, source_dir, root_fd)
     finally:
         os.close(root_fd)
 
 
-def _upload_from(cfg: Config, body: Dict[str, Any], user: str, start: str, source_dir: str,
+def _upload_from(cfg: Config, req: Request, user: str, start: str, source_dir: str,
                  root_fd: int) -> Dict[str, Any]:
+    body = req.body()
     owner = spoofed_identity(cfg, user_name(os.fstat(root_fd).st_uid,
                                             f"directory {source_dir!r}"), body)
     if owner != user:
@@ -174,7 +178,7 @@ def _upload_from(cfg: Config, body: Dict[str, Any], user: str, start: str, sourc
             os.mkdir(version_dir, 0o755)
             try:
                 manifest = _transfer(cfg, root_fd, source_dir, version_dir, project, asset,
-                                     version, ignore_dot, consume, asset_dir)
+                                     version, ignore_dot, consume, asset_dir, req.cancelled)
                 write_manifest(version_dir, manifest)
                 write_links(version_dir, manifest)
                 write_json(os.path.join(version_dir, "..summary"),
@@ -213,7 +217,7 @@ def _authorise_upload(cfg: Config, project_dir: str, asset_dir: str, user: str, 
     return probation
 
 
-def _upload_probation(cfg: Config, perms: Dict[str, Any], user: str, asset: str, version: str,
+def _upload_probation(cfg: Config, perms: Permissions, user: str, asset: str, version: str,
                       probation: bool, where: str) -> bool:
     """Whether the upload goes on probation: as asked, or forced for untrusted uploaders (§5.5).
 

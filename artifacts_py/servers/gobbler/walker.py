@@ -9,57 +9,58 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from artifacts_py.servers.gobbler.access import load_manifest, load_summary
 from artifacts_py.servers.gobbler.config import Config
 from artifacts_py.servers.gobbler.registry import (
-    NOFOLLOW_DIR, NOFOLLOW_FILE, ActionError, is_local_path, is_reserved, md5_fd, md5_file,
+    NOFOLLOW_DIR, NOFOLLOW_FILE, ActionError, is_local_path, is_reserved, link_target, md5_fd,
+    md5_file,
 )
+from artifacts_py.servers.gobbler.request import never, stop_if_cancelled
+from artifacts_py.servers.gobbler.shapes import Link, LinkTarget, Manifest, ManifestEntry, Summary
 
 # "size-md5" -> (latest version, path, entry) of the files an upload may link to (§6.5).
-DedupIndex = Dict[str, Tuple[str, str, Dict[str, Any]]]
+DedupIndex = Dict[str, Tuple[str, str, ManifestEntry]]
 
 
-def link_object(project: str, asset: str, version: str, path: str) -> Dict[str, str]:
+def link_object(project: str, asset: str, version: str, path: str) -> Link:
     """A ``link`` object (§2.3.8) naming ``path`` inside a version."""
     return {"project": project, "asset": asset, "version": version, "path": path}
 
 
-def link_path(link: Dict[str, Any]) -> str:
+def link_path(link: LinkTarget) -> str:
     """``P/A/V/path`` of a link object."""
     return "/".join((link["project"], link["asset"], link["version"], link["path"]))
 
 
-def link_from_path(path: str) -> Dict[str, Any]:
+def link_from_path(path: str) -> Link:
     """The link object of ``P/A/V/path`` (the inverse of :func:`link_path`)."""
     project, asset, version, rest = path.split("/", 3)
     return link_object(project, asset, version, rest)
 
 
-def link_to(target: Dict[str, Any], immediate: Dict[str, str]) -> Dict[str, Any]:
+def link_to(target: ManifestEntry, immediate: Link) -> Link:
     """The ``link`` of an entry whose immediate target is the entry ``target`` (§6.4)."""
-    link = dict(immediate)
+    link = immediate.copy()
     target_link = target.get("link")
     if target_link:
-        link["ancestor"] = dict(target_link.get("ancestor") or link_object(
-            target_link["project"], target_link["asset"], target_link["version"],
-            target_link["path"]))
+        link["ancestor"] = link_target(target_link.get("ancestor") or target_link)
     return link
 
 
-def linked_entry(target: Dict[str, Any], immediate: Dict[str, str]) -> Dict[str, Any]:
+def linked_entry(target: ManifestEntry, immediate: Link) -> ManifestEntry:
     """A manifest entry with ``target``'s size and MD5 that links to it through ``immediate``."""
     return {"size": target["size"], "md5sum": target["md5sum"],
             "link": link_to(target, immediate)}
 
 
-def final_target(link: Dict[str, Any]) -> Dict[str, Any]:
+def final_target(link: Link) -> LinkTarget:
     """Where the on-disk symlink of a link entry points: ancestor, else link."""
     return link.get("ancestor") or link
 
 
-def place_symlink(cfg: Config, dest: str, link: Dict[str, Any]) -> None:
+def place_symlink(cfg: Config, dest: str, link: Link) -> None:
     """Create (replacing) a relative symlink at ``dest`` towards the link's final target."""
     target = os.path.join(cfg.registry, link_path(final_target(link)))
     with contextlib.suppress(FileNotFoundError):
@@ -77,17 +78,19 @@ class VersionWalker:
 
     def __init__(self, cfg: Config, project: str, asset: str, version: str, root: str,
                  ignore_dot: bool, dedup: Optional[DedupIndex] = None,
-                 recorded: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
+                 recorded: Optional[Dict[str, Link]] = None,
+                 cancelled: Callable[[], bool] = never) -> None:
         self.cfg, self.project, self.asset, self.version = cfg, project, asset, version
+        self.cancelled = cancelled
         self.root, self.ignore_dot = root, ignore_dot
         self.dedup, self.recorded = dedup, recorded or {}
-        self.manifest: Dict[str, Dict[str, Any]] = {}
+        self.manifest: Manifest = {}
         self.dirs: List[str] = []
         self.copies: List[Tuple[str, str]] = []       # (rel, md5) to copy into place
         self.local_links: Dict[str, str] = {}          # rel -> target rel
         self.registry_links: Set[str] = set()          # rels whose link points into the registry
         self.whitelisted: Dict[str, str] = {}          # rel -> absolute target
-        self._versions: Dict[str, Tuple[Dict[str, Any], Dict[str, Any]]] = {}
+        self._versions: Dict[str, Tuple[Summary, Manifest]] = {}
 
     def skip(self, name: str) -> bool:
         """Whether the walk leaves out an entry called ``name``."""
@@ -116,6 +119,7 @@ class VersionWalker:
         except OSError as exc:
             raise ActionError(500, f"failed to list {os.path.join(self.root, rel)!r}; {exc}") from exc
         for entry in entries:
+            stop_if_cancelled(self.cancelled)
             if self.skip(entry.name):
                 continue
             child = f"{rel}/{entry.name}" if rel else entry.name
@@ -195,7 +199,7 @@ class VersionWalker:
             raise ActionError(500, f'symbolic link "{rel}" to file "{target}" outside the '
                                    "registry directory is not allowed")
 
-    def _target_version(self, project: str, asset: str, version: str) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    def _target_version(self, project: str, asset: str, version: str) -> Tuple[Summary, Manifest]:
         key = f"{project}/{asset}/{version}"
         if key not in self._versions:
             version_dir = os.path.join(self.cfg.registry, project, asset, version)
@@ -230,7 +234,7 @@ class VersionWalker:
         for rel in sorted(self.local_links):
             self._resolve_local(rel, set())
 
-    def _resolve_local(self, rel: str, visiting: Set[str]) -> Dict[str, Any]:
+    def _resolve_local(self, rel: str, visiting: Set[str]) -> ManifestEntry:
         if rel in self.manifest:
             return self.manifest[rel]
         target = self.local_links[rel]
