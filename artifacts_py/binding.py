@@ -83,8 +83,8 @@ def _umask() -> int:
     return mask
 
 
-def _save(path: Path, doc: Any, original: str, name: str) -> None:
-    """Write ``doc`` if it changed, after checking it reads back and ``name`` is valid."""
+def _save(path: Path, doc: Any, original: str, *names: str) -> None:
+    """Write ``doc`` if it changed, after checking it reads back and ``names`` are valid."""
     import tomlkit
 
     text = (_BOM if original.startswith(_BOM) else "") + tomlkit.dumps(doc)
@@ -93,8 +93,9 @@ def _save(path: Path, doc: Any, original: str, name: str) -> None:
     if text == original:
         return
     parsed = ArtifactsFile(path, parse_toml(text.encode("utf-8"), path))
-    if name in parsed:
-        parsed.variants(name)  # the same validation as reading: never write what fails
+    for name in names:
+        if name in parsed:
+            parsed.variants(name)  # the same validation as reading: never write what fails
     write_atomic(path, text)
 
 
@@ -560,3 +561,31 @@ def add_download_source(toml_path: PathLike, name: str, download_url: str, sha25
         existing.append({"url": url, "sha256": sha, **({"size": sz} if sz else {})})
     _give_trivia(value, trivia)
     _save(path, doc, original, name)
+
+
+@_locked
+def repin_versions(toml_path: PathLike, changes: Mapping[str, Tuple[str, str, str]]) -> List[str]:
+    """Re-pin several names to new registry versions in one atomic write.
+
+    ``changes`` maps a name to ``(backend, version, git_tree_sha1)`` with
+    backend ``"gobbler"`` or ``"gypsum"``. Each entry is edited in place:
+    its hash and its table's ``version`` change, comments, order and free
+    keys stay. Its ``[[download]]`` mirrors are dropped (they hold the old
+    tree); the names that lost mirrors are returned.
+    """
+    path = Path(toml_path)
+    doc, original = _load(path)
+    dropped: List[str] = []
+    for name, (backend, version, tree) in changes.items():
+        table: Any = doc.get(name)
+        if not isinstance(table, Mapping) or not isinstance(table.get(backend), Mapping):
+            raise ArtifactsTomlError(f"has no plain [{name}.{backend}] table to update; "
+                                     f"re-pin it with `artifacts add {name} ... --force`",
+                                     path=str(path), name=name)
+        table["git-tree-sha1"] = tree.lower()
+        table[backend]["version"] = version
+        if "download" in table:
+            del table["download"]
+            dropped.append(name)
+    _save(path, doc, original, *changes)
+    return dropped

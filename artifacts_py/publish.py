@@ -78,7 +78,8 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
             staging: Optional[str] = None, registry: Optional[str] = None,
             probation: bool = False, archive: Optional[str] = None,
             archive_url: Optional[str] = None, force: bool = False,
-            progress: Optional[bool] = None) -> Dict[str, Any]:
+            progress: Optional[bool] = None, gypsum: bool = False,
+            token: Optional[str] = None) -> Dict[str, Any]:
     """Upload ``directory`` as project/asset/version and bind it as ``name``.
 
     The tree hash is that of the Gobbler view of the folder; after the upload
@@ -87,12 +88,24 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     as a ``[[download]]`` mirror (``archive_url``, default a ``file://`` URL).
     A failure leaves the Artifacts.toml untouched and says whether the
     version now exists in the registry. ``progress`` is accepted for symmetry
-    with ``add``; uploads are local file operations with no bar.
+    with ``add``; uploads are local file operations with no bar. With
+    ``gypsum=True`` the folder goes to a gypsum service instead
+    (:func:`artifacts_py.publish_gypsum.publish_gypsum`; ``url`` is then the
+    gypsum service and ``token`` a GitHub token).
     """
     from . import binding
     from .gobbler import client
     from .tomlmodel import load_file
 
+    if gypsum:  # the same command for the other registry (publish_gypsum.py)
+        from .publish_gypsum import publish_gypsum
+
+        if staging or registry or archive or archive_url:
+            raise InvalidArgumentError("staging, registry and archive are Gobbler options; "
+                                       "gypsum publishing takes url, probation and token")
+        return publish_gypsum(toml_path, name, directory, project=project, asset=asset,
+                              version=version, url=url, probation=probation, token=token,
+                              force=force)
     toml_path = Path(toml_path)
     url = url or settings.gobbler_url()
     if not url:
@@ -154,14 +167,19 @@ def _check_uploaded(g: GobblerSource, sums: Dict[str, Tuple[int, str]], director
         assert g.url is not None
         manifest = fetch_manifest(g.url, g)
     files, _empty = check_manifest(manifest, g.coordinates)
-    listed = {f.path: (f.size, f.md5) for f in files}
+    compare_manifest({f.path: (f.size, f.md5) for f in files}, sums, directory)
+
+
+def compare_manifest(listed: Dict[str, Tuple[int, str]], sums: Dict[str, Tuple[int, str]],
+                     directory: Path) -> None:
+    """The stored manifest (path -> size, md5) must list exactly the local files' sums."""
     problems = [rel for rel, size_md5 in sums.items() if listed.get(rel) != size_md5]
     extra = [rel for rel in listed if rel not in sums]
     if problems or extra:
-        raise HashMismatchError(kind="manifest", message=
+        raise HashMismatchError(
             f"its manifest does not match {directory}: {len(problems)} file(s) differ or are "
             f"missing ({', '.join(sorted(problems)[:5])}), {len(extra)} unexpected "
-            f"({', '.join(sorted(extra)[:5])})")
+            f"({', '.join(sorted(extra)[:5])})", kind="manifest")
 
 
 def _exists_note(g: GobblerSource) -> str:
