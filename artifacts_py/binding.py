@@ -19,6 +19,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import MutableMapping
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ._toml import parse_toml
@@ -578,7 +579,8 @@ def repin_versions(toml_path: PathLike, changes: Mapping[str, Tuple[str, str, st
     dropped: List[str] = []
     for name, (backend, version, tree) in changes.items():
         table: Any = doc.get(name)
-        if not isinstance(table, Mapping) or not isinstance(table.get(backend), Mapping):
+        if not isinstance(table, MutableMapping) or \
+                not isinstance(table.get(backend), MutableMapping):
             raise ArtifactsTomlError(f"has no plain [{name}.{backend}] table to update; "
                                      f"re-pin it with `artifacts add {name} ... --force`",
                                      path=str(path), name=name)
