@@ -266,3 +266,15 @@ def test_outdated_and_update_across_gobbler_and_gypsum(gypsum_local, gobbler_fac
     # A tarball entry asked for by name cannot be updated, and says why.
     with pytest.raises(artifacts_py.InvalidArgumentError, match="no latest version"):
         updates.update(toml, ["Tarball"])
+
+
+def test_gypsum_quickstart_runs_and_leaves_nothing(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-m", "artifacts_py.examples.gypsum_quickstart"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "7. artifacts outdated:" in done.stdout and "gypsum v1 -> v2" in done.stdout
+    assert "verified: " in done.stdout and "Traceback" not in done.stderr
+    assert list(scratch.iterdir()) == []
