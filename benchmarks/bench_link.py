@@ -188,12 +188,17 @@ class Tools:
         self.root, self.toml = root, toml
         self.nowhere = str(root / "registry-not-mounted-here")
 
-    def ours(self, v: Version, dest: Path, url: str) -> Tuple[Run, Path]:
-        env = child_env(ARTIFACTS_PY_DEPOT_PATH=str(dest), ARTIFACTS_PY_GOBBLER_URL=url,
-                        ARTIFACTS_PY_GOBBLER_REGISTRY=self.nowhere)
-        run = run_child("artifacts_py", [sys.executable, "-c", OURS_CHILD, v.name,
-                                         str(self.toml)], env)
-        return run, Path(run.info.get("path", dest))
+    def ours(self, max_connections: Optional[int] = None) -> Fetch:
+        """artifacts-py; ``max_connections`` sets ARTIFACTS_PY_MAX_CONNECTIONS (default 64)."""
+        def fetch(v: Version, dest: Path, url: str) -> Tuple[Run, Path]:
+            extra = {} if max_connections is None else {
+                "ARTIFACTS_PY_MAX_CONNECTIONS": str(max_connections)}
+            env = child_env(ARTIFACTS_PY_DEPOT_PATH=str(dest), ARTIFACTS_PY_GOBBLER_URL=url,
+                            ARTIFACTS_PY_GOBBLER_REGISTRY=self.nowhere, **extra)
+            run = run_child("artifacts_py", [sys.executable, "-c", OURS_CHILD, v.name,
+                                             str(self.toml)], env)
+            return run, Path(run.info.get("path", dest))
+        return fetch
 
     def pygobbler(self, concurrent: int) -> Fetch:
         def fetch(v: Version, dest: Path, url: str) -> Tuple[Run, Path]:
@@ -218,7 +223,8 @@ class Tools:
 
     def contenders(self, v: Version) -> Tuple[List[Contender], List[str]]:
         """Every contender for ``v`` (peers that are missing are left out); printed notes."""
-        out = [Contender("artifacts_py.ensure_artifact_installed", self.ours)]
+        out = [Contender("artifacts_py.ensure_artifact_installed", self.ours()),
+               Contender("artifacts_py, ARTIFACTS_PY_MAX_CONNECTIONS=256", self.ours(256))]
         notes = []
         if common.have_peer("pygobbler"):
             out += [Contender(f"pygobbler concurrent={n}", self.pygobbler(n), n)
