@@ -95,7 +95,6 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     """
     from . import binding
     from .gobbler import client
-    from .tomlmodel import load_file
 
     if gypsum:  # the same command for the other registry (publish_gypsum.py)
         from .publish_gypsum import publish_gypsum
@@ -111,16 +110,9 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     if not url:
         raise GobblerError("publish needs the Gobbler REST URL: pass --url or set "
                            f"{settings.GOBBLER_URL}")
-    if toml_path.exists() and name in load_file(toml_path) and not force:
-        raise BindingExistsError(f"{toml_path}: {name!r} is already bound; pass --force "
-                                         "to re-bind it to the published version")
-    for what, value in (("project", project), ("asset", asset), ("version", version)):
-        problem = check_name(value, what)
-        if problem:
-            raise InvalidArgumentError(problem)
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise InvalidArgumentError(f"{directory}: not a directory; publish uploads a folder")
+    directory = preflight(toml_path, name, directory, force,
+                          [check_name(v, w) for w, v in (("project", project), ("asset", asset),
+                                                         ("version", version))])
     view = gobbler_view(directory)
     tree_hash, sums = hash_view(view)
 
@@ -157,6 +149,25 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     return {"git_tree_sha1": tree_hash, "project": project, "asset": asset, "version": version,
             "url": url, "registry": registry, "files": len(view),
             "archive": str(archive) if archive else None}
+
+
+def preflight(toml_path: Path, name: str, directory: "str | os.PathLike[str]", force: bool,
+              problems: "list[Optional[str]]") -> Path:
+    """What every publish checks before reading a file: the name is free (or ``force``),
+    the registry names are valid (``problems`` from the protocol's name rule), and the
+    folder exists. Returns the folder as a Path."""
+    from .tomlmodel import load_file
+
+    if toml_path.exists() and name in load_file(toml_path) and not force:
+        raise BindingExistsError(f"{toml_path}: {name!r} is already bound; pass force=True "
+                                 "(or --force) to re-bind it to the published version")
+    for problem in problems:
+        if problem:
+            raise InvalidArgumentError(problem)
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise InvalidArgumentError(f"{folder}: not a directory; publish uploads a folder")
+    return folder
 
 
 def _check_uploaded(g: GobblerSource, sums: Dict[str, Tuple[int, str]], directory: Path) -> None:

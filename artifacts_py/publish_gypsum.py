@@ -19,11 +19,10 @@ import stat
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
-from .errors import (ArtifactError, BindingExistsError, GypsumError, HashMismatchError,
-                     InvalidArgumentError)
+from .errors import ArtifactError, GypsumError, HashMismatchError, InvalidArgumentError
 from .gypsum.protocol import (GypsumSource, check_manifest, name_problem, path_problem,
                               version_key)
-from .publish import compare_manifest, hash_view
+from .publish import compare_manifest, hash_view, preflight
 from .sources.gypsum import fetch_document, service_url
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -69,19 +68,12 @@ def publish_gypsum(toml_path: PathLike, name: str, directory: PathLike, *, proje
     ``probation = true``, so that it can be used before it is approved.
     """
     from . import binding, gypsum
-    from .tomlmodel import load_file
 
     toml_path = Path(toml_path)
-    if toml_path.exists() and name in load_file(toml_path) and not force:
-        raise BindingExistsError(f"{toml_path}: {name!r} is already bound; pass force=True "
-                                 "(or --force) to re-bind it to the published version")
-    for what, value in (("project", project), ("asset", asset), ("version", version)):
-        problem = name_problem(value, what)
-        if problem:
-            raise InvalidArgumentError(problem)
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise InvalidArgumentError(f"{directory}: not a directory; publish uploads a folder")
+    directory = preflight(toml_path, name, directory, force,
+                          [name_problem(v, w) for w, v in (("project", project),
+                                                           ("asset", asset),
+                                                           ("version", version))])
     view = gypsum_view(directory)
     if not view:
         raise InvalidArgumentError(f"{directory}: no files to publish (gypsum stores files, "

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reading gypsum versions: artifacts_py.gypsum vs gypsum_client 0.2.0's ``save_version``.
+"""Reading gypsum versions: artifacts-py vs gypsum_client 0.2.0's ``save_version``.
 
 Run from the repository root (needs gypsum_client==0.2.0, the ``bench`` extra)::
 
@@ -13,21 +13,29 @@ Setup (untimed): the GitHub API stand-in (``tests/github_standin.py``) and
 Contenders, each a whole child process (interpreter start and imports
 included), each into a fresh empty cache directory:
 
+* ``artifacts_py.artifact(name)`` on an Artifacts.toml entry with a
+  ``[name.gypsum]`` table, into an empty depot (the transfer engine; size, md5
+  and blob hash of every file checked, the tree hash verified);
 * ``artifacts_py.gypsum.save_version`` (8 threads, every file's size and md5
   checked against the manifest);
 * ``gypsum_client.save_version`` with its default ``concurrent=1`` and with
   ``concurrent=8`` (a process pool; verifies nothing).
 
+On plain loopback and through ``benchmarks/linkemu.py`` (``--rtt 20`` etc.,
+200 Mbit/s by default): the physical limit printed beside is bytes / bandwidth
++ 3 round trips (handshake, summary and manifest, one round of file requests).
+
 Median of 3 (``--repeat``), rounds interleaved; the ratio is the contender's
-median wall time over ours, and the load average is printed with each table
-(other work on this 2-core machine skews wall times). Each contender's first
-result is checked against the manifest's md5s (untimed).
+median wall time over artifact()'s, and the load average is printed with each
+table (other work on this 2-core machine skews wall times). Each contender's
+first result is checked against the manifest's md5s (untimed).
 """
 
 # bench-requires: gypsum_client weed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,7 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -49,6 +57,14 @@ KiB, MiB = 1 << 10, 1 << 20
 TOKEN = "bench-admin-token"
 LOGIN = "bench-admin"
 
+RESOLVE = """
+import json, sys, time
+t0 = time.perf_counter()
+import artifacts_py
+path = artifacts_py.artifact(sys.argv[1], sys.argv[2])
+print(json.dumps({"path": str(path), "call": time.perf_counter() - t0}))
+"""
+
 OURS = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -56,6 +72,12 @@ from artifacts_py import gypsum
 path = gypsum.save_version(sys.argv[1], sys.argv[2], sys.argv[3], cache_dir=sys.argv[5],
                            url=sys.argv[4])
 print(json.dumps({"path": path, "call": time.perf_counter() - t0}))
+"""
+
+PIN = """
+import sys, artifacts_py
+artifacts_py.add_artifact(sys.argv[1], sys.argv[2], project="bench", asset=sys.argv[2],
+                          version="v1", url=sys.argv[3], gypsum=True, verbose=False)
 """
 
 THEIRS = """
@@ -68,8 +90,10 @@ print(json.dumps({"path": path, "call": time.perf_counter() - t0}))
 """
 
 
-def child_env() -> Dict[str, str]:
-    env = dict(os.environ)
+def child_env(**extra: str) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTS_PY_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a timed child must not recompile every run
+    env.update(extra)
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     env["PYTHONPATH"] = os.path.abspath(root) + (os.pathsep + env["PYTHONPATH"]
                                                  if env.get("PYTHONPATH") else "")
@@ -77,9 +101,9 @@ def child_env() -> Dict[str, str]:
     return env
 
 
-def run_child(label: str, argv: List[str]) -> Tuple[float, Dict[str, Any]]:
+def run_child(label: str, argv: List[str], env: Dict[str, str]) -> Tuple[float, Dict[str, Any]]:
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           timeout=1800)
     wall = time.perf_counter() - t0
     if proc.returncode:
@@ -106,7 +130,14 @@ def check(label: str, root: Path, manifest: Dict[str, Any]) -> None:
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0], "gypsum-client")
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument("--rtt", type=float, nargs="+", metavar="MS",
+                        help="round trips in ms, 0 = plain loopback (default 0 20; quick: 20)")
+    parser.add_argument("--rate", type=float, default=200.0,
+                        help="bandwidth per direction in Mbit/s through the link (default 200)")
     args = parser.parse_args()
+    rtts = args.rtt or ([20.0] if args.quick else [0.0, 20.0])
+    if args.quick:
+        args.repeat = 1
     from github_standin import GitHubStandIn
 
     from artifacts_py import gypsum
@@ -124,6 +155,7 @@ def main() -> None:
         url = service.url
         try:
             gypsum.create_project("bench", owners=[LOGIN], url=url, token=TOKEN)
+            toml = root / "Artifacts.toml"
             for asset, n, size in shapes:
                 make_tree(root / "src" / asset, n, size)
                 t0 = time.perf_counter()
@@ -132,40 +164,70 @@ def main() -> None:
                 print(f"setup: uploaded {n} x {size // KiB} KiB in "
                       f"{time.perf_counter() - t0:.1f} s")
                 shutil.rmtree(root / "src" / asset)
-            contenders: Dict[str, Callable[[str, str], List[str]]] = {
-                "artifacts_py.gypsum": lambda asset, dest: [
-                    sys.executable, "-c", OURS, "bench", asset, "v1", url, dest],
-                "gypsum_client concurrent=1": lambda asset, dest: [
-                    sys.executable, "-c", THEIRS, "bench", asset, "v1", url, dest, "1"],
-                "gypsum_client concurrent=8": lambda asset, dest: [
-                    sys.executable, "-c", THEIRS, "bench", asset, "v1", url, dest, "8"],
-            }
-            for asset, n, size in shapes:
-                manifest = gypsum.fetch_manifest("bench", asset, "v1", cache_dir=None, url=url)
-                walls: Dict[str, List[float]] = {label: [] for label in contenders}
-                for round_ in range(args.repeat):
-                    for label, argv in contenders.items():
-                        dest = tempfile.mkdtemp(dir=root, prefix="cache-")
-                        subprocess.run(["sync"], check=False)
-                        wall, info = run_child(label, argv(asset, dest))
-                        walls[label].append(wall)
-                        if round_ == 0:
-                            check(label, Path(info["path"]), manifest)
-                        shutil.rmtree(dest)
-                ours = statistics.median(walls["artifacts_py.gypsum"])
-                total = n * size
-                print(f"\n{asset}: {n} x {size // KiB} KiB ({total / MiB:.0f} MiB) from "
-                      f"artifacts-gypsum on loopback  [load average "
-                      f"{os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}]")
-                for label, runs in walls.items():
-                    med = statistics.median(runs)
-                    print(f"  {label:28} median {med:7.3f} s  x{med / ours:5.2f} of ours  "
-                          f"{total / med / 1e6:7.1f} MB/s  (runs: "
-                          f"{', '.join(f'{w:.2f}' for w in runs)})")
-                sys.stdout.flush()
+                pin_env = {"ARTIFACTS_PY_DEPOT_PATH": str(root / "setup-depot")}
+                subprocess.run([sys.executable, "-c", PIN, str(toml), asset, url],
+                               env=child_env(**pin_env), check=True)
+            for rtt in rtts:
+                with _link(service.port, rtt, args.rate) as link_url:
+                    _measure(args, root, shapes, toml, link_url, rtt)
         finally:
             service.stop()
             github.close()
+
+
+@contextlib.contextmanager
+def _link(port: int, rtt_ms: float, rate_mbit: float) -> Iterator[str]:
+    """The service's URL, through the link emulator unless ``rtt_ms`` is 0."""
+    if not rtt_ms:
+        yield f"http://127.0.0.1:{port}"
+        return
+    import linkemu
+
+    with linkemu.spawn(("127.0.0.1", port), linkemu.Link(rtt_ms / 1e3, rate_mbit * 1e6)) as p:
+        yield f"http://127.0.0.1:{p}"
+
+
+def _measure(args: Any, root: Path, shapes: List[Tuple[str, int, int]], toml: Path, url: str,
+             rtt_ms: float) -> None:
+    from artifacts_py import gypsum
+
+    contenders: Dict[str, Callable[[str, str], Tuple[List[str], Dict[str, str]]]] = {
+        "artifacts_py.artifact": lambda asset, dest: (
+            [sys.executable, "-c", RESOLVE, asset, str(toml)],
+            child_env(ARTIFACTS_PY_DEPOT_PATH=dest, ARTIFACTS_PY_GYPSUM_URL=url)),
+        "artifacts_py.gypsum.save_version": lambda asset, dest: (
+            [sys.executable, "-c", OURS, "bench", asset, "v1", url, dest], child_env()),
+        "gypsum_client concurrent=1": lambda asset, dest: (
+            [sys.executable, "-c", THEIRS, "bench", asset, "v1", url, dest, "1"], child_env()),
+        "gypsum_client concurrent=8": lambda asset, dest: (
+            [sys.executable, "-c", THEIRS, "bench", asset, "v1", url, dest, "8"], child_env()),
+    }
+    where = "loopback" if not rtt_ms else f"{rtt_ms:g} ms, {args.rate:g} Mbit/s (emulated)"
+    for asset, n, size in shapes:
+        manifest = gypsum.fetch_manifest("bench", asset, "v1", cache_dir=None, url=url)
+        walls: Dict[str, List[float]] = {label: [] for label in contenders}
+        for round_ in range(args.repeat):
+            for label, make in contenders.items():
+                dest = tempfile.mkdtemp(dir=root, prefix="cache-")
+                subprocess.run(["sync"], check=False)
+                argv, env = make(asset, dest)
+                wall, info = run_child(label, argv, env)
+                walls[label].append(wall)
+                if round_ == 0:
+                    check(label, Path(info["path"]), manifest)
+                subprocess.run(["rm", "-rf", dest], check=False)
+        ours = statistics.median(walls["artifacts_py.artifact"])
+        total = n * size
+        limit = (total * 8 / (args.rate * 1e6) + 3 * rtt_ms / 1e3) if rtt_ms else None
+        print(f"\n{asset}: {n} x {size // KiB} KiB ({total / MiB:.0f} MiB) from artifacts-gypsum, "
+              f"{where}" + (f"; physical limit {limit:.3f} s" if limit else "") +
+              f"  [load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}]")
+        for label, runs in walls.items():
+            med = statistics.median(runs)
+            vs_limit = f"  x{med / limit:5.2f} of limit" if limit else ""
+            print(f"  {label:34} median {med:7.3f} s  x{med / ours:5.2f} of artifact()"
+                  f"{vs_limit}  (runs: {', '.join(f'{w:.2f}' for w in runs)})")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
