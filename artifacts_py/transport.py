@@ -31,8 +31,9 @@ import os
 import re
 import threading
 import time
-from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+from contextlib import contextmanager
+from typing import (IO, TYPE_CHECKING, Any, BinaryIO, Callable, Dict, Iterator, List, Mapping,
+                    NamedTuple, Optional, Sequence, Tuple, Union)
 from urllib.parse import unquote, urlsplit
 
 from . import settings
@@ -348,7 +349,8 @@ def _ca_bundle() -> Optional[str]:
     return str(certifi.where())
 
 
-def download(url: str, dest: Union[str, "os.PathLike[str]"], *, sha256: Optional[str] = None,
+def download(url: str, dest: Union[str, "os.PathLike[str]", BinaryIO], *,
+             sha256: Optional[str] = None,
              transport: Optional[Transport] = None, attempts: int = 5,
              on_bytes: Optional[OnBytes] = None, on_total: Optional[OnBytes] = None,
              hashers: Optional[Sequence[Callable[[], Hash]]] = None,
@@ -369,15 +371,18 @@ def download(url: str, dest: Union[str, "os.PathLike[str]"], *, sha256: Optional
     Raises :class:`OfflineError` for network URLs when offline,
     :class:`DownloadError` when the transfer fails, and
     :class:`HashMismatchError` when ``sha256`` is given and differs. ``dest``
-    is removed on any failure.
+    is removed on any failure. ``dest`` may also be a binary stream (a pipe
+    to an unpacker): a break is then resumed where the bytes stopped, and a
+    server that cannot resume raises :class:`Unrewindable`.
     """
-    dest = os.fspath(dest)
     is_file = urlsplit(url).scheme.lower() == "file"
     if not is_file:
         check_online(url)
+    stream = None if isinstance(dest, (str, os.PathLike)) else dest
+    path = os.fspath(dest) if isinstance(dest, (str, os.PathLike)) else None
     try:
-        with open(dest, "wb") as fh:
-            if mode is not None:
+        with (_borrowed(stream) if stream is not None else open(str(path), "wb")) as fh:
+            if mode is not None and path is not None:
                 os.fchmod(fh.fileno(), mode)
             want = compute_sha256 or sha256 is not None
             sink = _Sink(fh, hashers or (), on_bytes, on_total, want)
@@ -391,9 +396,20 @@ def download(url: str, dest: Union[str, "os.PathLike[str]"], *, sha256: Optional
                                 advice=f"the download ({sink.size} bytes) was deleted; the "
                                 "file at that URL changed or is corrupt")
     except BaseException:
-        _unlink(dest)
+        if path is not None:
+            _unlink(path)
         raise
     return DownloadResult(actual, sink.size, sink.extra)
+
+
+class Unrewindable(DownloadError):
+    """A transfer into a stream had to start over, which a stream cannot do."""
+
+
+@contextmanager
+def _borrowed(stream: BinaryIO) -> Iterator[BinaryIO]:
+    """A caller's stream used as the download target, left open for the caller to close."""
+    yield stream
 
 
 class _Sink:
@@ -410,7 +426,10 @@ class _Sink:
 
     def reset(self) -> None:
         """Forget everything written so far (the transfer starts over)."""
-        if self.fh.tell():  # a fresh "wb" file is already empty
+        if self.size:
+            if not self.fh.seekable():
+                raise Unrewindable("the server sent the file from the start again, and the "
+                                   "bytes already passed on cannot be taken back")
             self.fh.seek(0)
             self.fh.truncate()
         if self.size and self.on_bytes is not None:
