@@ -1,6 +1,6 @@
 """The Gobbler client (artifacts_py.gobbler) against our own server over real HTTP.
 
-One server per module (``start_gobbler`` with temporary registry and staging);
+One server per module (``gobbler_factory`` with temporary registry and staging);
 each test works in its own project so tests do not depend on each other.
 """
 
