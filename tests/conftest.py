@@ -11,13 +11,11 @@ import contextlib
 import os
 import pwd
 from pathlib import Path
-from typing import Callable, Iterator, List, Sequence, Union
+from typing import Iterator, List, Sequence, Union
 
 import pytest
-from gobbler_helpers import RunningGobbler
+from gobbler_helpers import GobblerFactory, RunningGobbler
 from httpserver import http_server  # noqa: F401  (the fixture, shared by every module)
-
-GobblerFactory = Callable[..., RunningGobbler]
 
 _ENV = ["ARTIFACTS_PY_DEPOT_PATH", "ARTIFACTS_PY_OFFLINE", "ARTIFACTS_PY_TOML",
         "ARTIFACTS_PY_GOBBLER_URL", "ARTIFACTS_PY_GOBBLER_REGISTRY", "ARTIFACTS_PY_PLATFORM",

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, Union
 
 _STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3}) [^\r\n]*\r\n")
 _START_TIMEOUT = 30.0
@@ -208,6 +208,14 @@ class RunningGobbler:
         payload = {"source": source, "project": project, "asset": asset, "version": version}
         payload.update(options)
         return self.submit("upload", payload, uid)
+
+
+
+class GobblerFactory(Protocol):
+    """What the ``gobbler_factory`` fixtures of ``conftest.py`` give."""
+
+    def __call__(self, *flags: str, admin: Union[None, str, Sequence[str]] = None,
+                 base: Union[None, str, Path] = None) -> RunningGobbler: ...
 
 
 def parse_response(raw: bytes) -> Tuple[int, Dict[str, str], bytes]:

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 import pytest
-from conftest import GobblerFactory
-from gobbler_helpers import RunningGobbler
+from gobbler_helpers import GobblerFactory, RunningGobbler
 
 pytestmark = [
     pytest.mark.root,

@@ -19,8 +19,7 @@ import requests
 
 from artifacts_py.servers.gobbler.actions import Config, daily_purge
 from artifacts_py.servers.gobbler.registry import go_json
-from conftest import GobblerFactory
-from gobbler_helpers import RunningGobbler
+from gobbler_helpers import GobblerFactory, RunningGobbler
 
 pyg = pytest.importorskip("pygobbler")
 

@@ -22,8 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artifacts_py.servers.gobbler.registry import go_json
-from conftest import GobblerFactory
-from gobbler_helpers import RunningGobbler, parse_response
+from gobbler_helpers import GobblerFactory, RunningGobbler, parse_response
 
 
 @pytest.fixture(scope="module")
