@@ -1,6 +1,7 @@
-"""Helpers for tests/test_gobbler_artifacts.py: a counting reverse proxy in front
-of the Gobbler server (it can also lie on purpose), a sample tree, and the
-body of the child processes that race to resolve one artifact.
+"""Helpers for tests/test_sources_gobbler.py and test_hostile_input.py: a
+counting reverse proxy in front of the Gobbler server (it can also lie on
+purpose), a sample tree, and the body of the child processes that race to
+resolve one artifact.
 """
 
 from __future__ import annotations

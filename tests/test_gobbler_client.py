@@ -1,6 +1,6 @@
 """The Gobbler client (artifacts_py.gobbler) against our own server over real HTTP.
 
-One server per module (``start_gobbler`` with temporary registry and staging);
+One server per module (``gobbler_factory`` with temporary registry and staging);
 each test works in its own project so tests do not depend on each other.
 """
 
@@ -22,21 +22,18 @@ import pytest
 
 import artifacts_py.gobbler as gb
 from artifacts_py.errors import GobblerError, GobblerNotFoundError, HashMismatchError
-from gobbler_helpers import RunningGobbler
+from gobbler_helpers import GobblerFactory, RunningGobbler
 from httpserver import FaultyServer
 
 BIG = bytes(range(256)) * (6 * 1024 + 7)  # ~1.5 MiB: several 1 MiB chunks
 
 
-Service = RunningGobbler
-
-
 @pytest.fixture(scope="module")
-def svc(gobbler_factory) -> Service:
+def svc(gobbler_factory: GobblerFactory) -> RunningGobbler:
     return gobbler_factory()
 
 
-def _project(svc: Service, **kw) -> str:
+def _project(svc: RunningGobbler, **kw) -> str:
     name = "p" + uuid.uuid4().hex[:8]
     gb.create_project(name, svc.staging, svc.url, **kw)
     return name
@@ -57,7 +54,7 @@ def _tree(root: Path) -> Path:
     return root
 
 
-def _upload_tree(svc: Service, tmp_path: Path, project: str, asset: str = "data",
+def _upload_tree(svc: RunningGobbler, tmp_path: Path, project: str, asset: str = "data",
                  version: str = "v1", **kw) -> Path:
     src = _tree(tmp_path / f"src-{asset}-{version}")
     gb.upload_directory(project, asset, version, str(src), svc.staging, svc.url, **kw)
@@ -85,7 +82,7 @@ def _snapshot(root: Path) -> Dict[str, Tuple[str, str]]:
 # ---------------------------------------------------------------------------
 
 
-def test_service_info_and_unpack_path(svc: Service) -> None:
+def test_service_info_and_unpack_path(svc: RunningGobbler) -> None:
     info = gb.service_info(svc.url)
     assert os.path.samefile(info["registry"], svc.registry)
     assert os.path.samefile(info["staging"], svc.staging)
@@ -96,7 +93,7 @@ def test_service_info_and_unpack_path(svc: Service) -> None:
         gb.unpack_path("p/a")
 
 
-def test_create_project_errors_carry_status_and_reason(svc: Service) -> None:
+def test_create_project_errors_carry_status_and_reason(svc: RunningGobbler) -> None:
     project = _project(svc, owners=["someone"], uploaders=[{"id": "bob"}])
     assert project in gb.list_projects(svc.registry)
     assert project in gb.list_projects(svc.registry, svc.url, force_remote=True)
@@ -111,7 +108,7 @@ def test_create_project_errors_carry_status_and_reason(svc: Service) -> None:
     assert svc.leftovers() == []  # request file removed after the failure too
 
 
-def test_upload_to_missing_project_is_404(svc: Service, tmp_path: Path) -> None:
+def test_upload_to_missing_project_is_404(svc: RunningGobbler, tmp_path: Path) -> None:
     src = _tree(tmp_path / "src")
     before = _snapshot(src)
     with pytest.raises(GobblerNotFoundError) as err:
@@ -122,7 +119,7 @@ def test_upload_to_missing_project_is_404(svc: Service, tmp_path: Path) -> None:
     assert _snapshot(src) == before
 
 
-def test_missing_staging_and_registry_say_what_to_do(svc: Service, tmp_path: Path) -> None:
+def test_missing_staging_and_registry_say_what_to_do(svc: RunningGobbler, tmp_path: Path) -> None:
     with pytest.raises(GobblerError) as err:
         gb.create_project("x", str(tmp_path / "nostaging"), svc.url)
     assert err.value.status is None and "staging" in str(err.value)
@@ -134,7 +131,7 @@ def test_missing_staging_and_registry_say_what_to_do(svc: Service, tmp_path: Pat
     assert err.value.status == 404
 
 
-def test_upload_and_read_local_and_remote(svc: Service, tmp_path: Path) -> None:
+def test_upload_and_read_local_and_remote(svc: RunningGobbler, tmp_path: Path) -> None:
     project = _project(svc)
     src = _upload_tree(svc, tmp_path, project)
     assert svc.leftovers() == []
@@ -171,7 +168,7 @@ def test_upload_and_read_local_and_remote(svc: Service, tmp_path: Path) -> None:
         svc.registry, project, "data", "v1")
 
 
-def test_upload_by_hard_links_leaves_source_untouched(svc: Service, tmp_path: Path) -> None:
+def test_upload_by_hard_links_leaves_source_untouched(svc: RunningGobbler, tmp_path: Path) -> None:
     src = _tree(tmp_path / "src")
     assert os.stat(src).st_dev == os.stat(svc.staging).st_dev  # the hard-link path
     (src / "a.txt").chmod(0o444)
@@ -190,7 +187,7 @@ def test_upload_by_hard_links_leaves_source_untouched(svc: Service, tmp_path: Pa
     assert svc.leftovers() == []
 
 
-def test_fetch_directory_remote_reproduces_the_version(svc: Service, tmp_path: Path) -> None:
+def test_fetch_directory_remote_reproduces_the_version(svc: RunningGobbler, tmp_path: Path) -> None:
     project = _project(svc)
     _upload_tree(svc, tmp_path, project)
     cache = str(tmp_path / "cache")
@@ -224,7 +221,7 @@ def test_fetch_directory_remote_reproduces_the_version(svc: Service, tmp_path: P
     assert Path(vp, "sub", "up.txt").read_bytes() == b"hello\n"
 
 
-def test_tampered_registry_file_is_refused(svc: Service, tmp_path: Path) -> None:
+def test_tampered_registry_file_is_refused(svc: RunningGobbler, tmp_path: Path) -> None:
     project = _project(svc)
     _upload_tree(svc, tmp_path, project)
     victim = Path(svc.registry, project, "data", "v1", "sub", "big.bin")
@@ -260,7 +257,7 @@ def test_tampered_registry_file_is_refused(svc: Service, tmp_path: Path) -> None
     assert svc.leftovers() == []
 
 
-def test_list_files_prefix_and_dotdot(svc: Service, tmp_path: Path) -> None:
+def test_list_files_prefix_and_dotdot(svc: RunningGobbler, tmp_path: Path) -> None:
     project = _project(svc)
     _upload_tree(svc, tmp_path, project)
     for remote in (False, True):
@@ -283,7 +280,7 @@ def test_list_files_prefix_and_dotdot(svc: Service, tmp_path: Path) -> None:
         assert gb.list_files(project, "data", "v1", prefix="nosuchdir/x", **kw) == []
 
 
-def test_probation_latest_usage_reindex_validate(svc: Service, tmp_path: Path) -> None:
+def test_probation_latest_usage_reindex_validate(svc: RunningGobbler, tmp_path: Path) -> None:
     project = _project(svc)
     _upload_tree(svc, tmp_path, project, version="v1")
     cache = str(tmp_path / "cache")
@@ -313,7 +310,7 @@ def test_probation_latest_usage_reindex_validate(svc: Service, tmp_path: Path) -
     assert svc.leftovers() == []
 
 
-def test_set_permissions_appends_to_null_uploaders(svc: Service, tmp_path: Path) -> None:
+def test_set_permissions_appends_to_null_uploaders(svc: RunningGobbler, tmp_path: Path) -> None:
     project = _project(svc)
     gb.set_permissions(project, svc.registry, svc.staging, svc.url, global_write=True)
     assert gb.fetch_permissions(project, svc.registry)["global_write"] is True
@@ -342,7 +339,7 @@ def test_set_permissions_appends_to_null_uploaders(svc: Service, tmp_path: Path)
     assert svc.leftovers() == []
 
 
-def test_clone_then_upload_makes_links(svc: Service, tmp_path: Path) -> None:
+def test_clone_then_upload_makes_links(svc: RunningGobbler, tmp_path: Path) -> None:
     project = _project(svc)
     _upload_tree(svc, tmp_path, project)
     clone = tmp_path / "clone"
@@ -363,7 +360,7 @@ def test_clone_then_upload_makes_links(svc: Service, tmp_path: Path) -> None:
 
 
 def test_relative_link_out_of_tree_into_registry_becomes_gobbler_link(
-        svc: Service, tmp_path: Path) -> None:
+        svc: RunningGobbler, tmp_path: Path) -> None:
     project = _project(svc)
     _upload_tree(svc, tmp_path, project)
     src = tmp_path / "linker"
@@ -388,7 +385,7 @@ def test_relative_link_out_of_tree_into_registry_becomes_gobbler_link(
     assert svc.leftovers() == []
 
 
-def test_in_place_upload_from_allocated_directory(svc: Service, tmp_path: Path) -> None:
+def test_in_place_upload_from_allocated_directory(svc: RunningGobbler, tmp_path: Path) -> None:
     name = gb.allocate_upload_directory(svc.staging, create=False)
     assert os.path.dirname(name) == svc.staging and not os.path.exists(name)
     updir = Path(gb.allocate_upload_directory(svc.staging))
@@ -407,7 +404,7 @@ def test_in_place_upload_from_allocated_directory(svc: Service, tmp_path: Path) 
     assert gb.list_files(project, "a", "v1", svc.registry, include_dotdot=False) == ["f.txt"]
 
 
-def test_reroute_and_removals(svc: Service, tmp_path: Path) -> None:
+def test_reroute_and_removals(svc: RunningGobbler, tmp_path: Path) -> None:
     project = _project(svc)
     _upload_tree(svc, tmp_path, project, version="v1")
     _upload_tree(svc, tmp_path, project, version="v2")  # deduplicated against v1
@@ -522,7 +519,7 @@ def test_fetch_directory_downloads_in_parallel_over_kept_alive_sessions(
 # --- cross-checks with pygobbler, the reference client -----------------------
 
 
-def test_pygobbler_uploads_we_fetch(svc: Service, tmp_path: Path) -> None:
+def test_pygobbler_uploads_we_fetch(svc: RunningGobbler, tmp_path: Path) -> None:
     pygobbler = pytest.importorskip("pygobbler")
     project = _project(svc)
     src = tmp_path / "py"
@@ -533,7 +530,7 @@ def test_pygobbler_uploads_we_fetch(svc: Service, tmp_path: Path) -> None:
     assert Path(got, "d", "f.bin").read_bytes() == BIG[:100000]
 
 
-def test_we_upload_pygobbler_fetches(svc: Service, tmp_path: Path) -> None:
+def test_we_upload_pygobbler_fetches(svc: RunningGobbler, tmp_path: Path) -> None:
     pygobbler = pytest.importorskip("pygobbler")
     project = _project(svc)
     _upload_tree(svc, tmp_path, project)
@@ -549,7 +546,7 @@ def test_we_upload_pygobbler_fetches(svc: Service, tmp_path: Path) -> None:
                                           url=svc.url, force_remote=True)) == ["v1"]
 
 
-def test_remote_cache_lives_in_the_depot_and_gc_clears_it(svc: Service, tmp_path: Path,
+def test_remote_cache_lives_in_the_depot_and_gc_clears_it(svc: RunningGobbler, tmp_path: Path,
                                                          isolated_depot: Path) -> None:
     from artifacts_py.gc import collect_garbage
 

@@ -15,17 +15,15 @@ import hashlib
 import json
 import os
 import pwd
-import select
 import stat
-import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
 import pytest
+from gobbler_helpers import GobblerFactory, RunningGobbler
 
 pytestmark = [
     pytest.mark.root,
@@ -127,20 +125,30 @@ def assert_success(resp: Any) -> dict[str, Any]:
     return body
 
 
-@dataclass
+@dataclass(frozen=True)
 class Gobbler:
-    """A running server plus helpers to act on it as a given user."""
+    """A running server (from ``gobbler_factory``) seen as a given user: request
+    files and upload directories are ``chown``ed to that user."""
 
-    url: str
-    staging: Path
-    registry: Path
-    proc: "Optional[subprocess.Popen[str]]" = field(default=None, repr=False)
+    server: RunningGobbler
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def staging(self) -> Path:
+        return Path(self.server.staging)
+
+    @property
+    def registry(self) -> Path:
+        return Path(self.server.registry)
 
     def write_request(self, action: str, body: Union[dict[str, Any], bytes],
                       user: Union[str, int] = ADMIN) -> Path:
         """Drop a request file owned by ``user`` into staging."""
-        path = self.staging / f"request-{action}-{uuid.uuid4().hex[:12]}"
-        path.write_bytes(body if isinstance(body, bytes) else json.dumps(body).encode())
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        path = self.staging / self.server.write_request(action, None, raw=raw)
         path.chmod(0o644)
         os.chown(path, *_ids(user))
         return path
@@ -186,81 +194,28 @@ class Gobbler:
             return assert_error(self.request(action, body, user), *statuses)
 
 
-def _spawn(registry: Path, staging: Path, *args: str) -> Gobbler:
-    """Start ``python -m artifacts_py.servers.gobbler.server`` and wait for its banner line."""
-    cmd = [sys.executable, "-m", "artifacts_py.servers.gobbler.server", "-registry", str(registry),
-           "-staging", str(staging), "-port", "0", "-admin", ADMIN, *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    seen = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
-        if not ready:
-            break
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if "listening on " in line:
-            url = line.split("listening on ", 1)[1].strip()
-            return Gobbler(url=url, staging=staging, registry=registry, proc=proc)
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"server did not start: {cmd}\n{''.join(seen)}")
-
-
-def _stop(gob: Gobbler) -> None:
-    if gob.proc is not None:
-        gob.proc.terminate()
-        try:
-            gob.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            gob.proc.kill()
-            gob.proc.wait()
-
-
-def _dirs(factory: pytest.TempPathFactory, name: str) -> tuple[Path, Path]:
-    """Fresh (staging 1777, registry 0755) directories."""
-    staging = factory.mktemp(f"{name}-staging")
-    staging.chmod(0o1777)
-    registry = factory.mktemp(f"{name}-registry")
-    registry.chmod(0o755)
-    return staging, registry
-
-
 def _create_project(gob: Gobbler, project: str, **permissions: Any) -> None:
     assert_success(gob.request("create_project", {"project": project,
                                                    "permissions": permissions}))
 
 
 @pytest.fixture(scope="module")
-def gob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gobbler]:
-    """Our server via launch.start_gobbler, admin root, with project ``sec``.
+def gob(gobbler_factory: GobblerFactory) -> Gobbler:
+    """Our server, admin root, with project ``sec``.
 
     ``sec`` is owned by daemon, bin is an untrusted uploader.  Set-up also
     proves that identities come from file ownership: daemon's upload is
     trusted and recorded as daemon's, bin's is forced onto probation.
     """
-    from artifacts_py.servers.gobbler import launch
-
-    staging, registry = _dirs(tmp_path_factory, "main")
-    launch.stop_gobbler()  # never reuse a server someone else configured
-    new, st, reg, url = launch.start_gobbler(staging=str(staging), registry=str(registry),
-                                             admin=[ADMIN])
-    assert new and Path(st) == staging and Path(reg) == registry
-    g = Gobbler(url=url, staging=staging, registry=registry)
-    try:
-        _create_project(g, PROJECT, owners=[OWNER], uploaders=[{"id": UPLOADER}])
-        assert_success(g.upload("v1", {"x.txt": b"version one\n"}, OWNER))
-        assert_success(g.upload("p1", {"x.txt": b"probational\n"}, UPLOADER))
-        summary = json.loads((registry / PROJECT / "a" / "v1" / "..summary").read_text())
-        assert summary["upload_user_id"] == OWNER and "on_probation" not in summary
-        summary = json.loads((registry / PROJECT / "a" / "p1" / "..summary").read_text())
-        assert summary["upload_user_id"] == UPLOADER and summary["on_probation"] is True
-        yield g
-    finally:
-        launch.stop_gobbler()
+    g = Gobbler(gobbler_factory(admin=[ADMIN]))
+    _create_project(g, PROJECT, owners=[OWNER], uploaders=[{"id": UPLOADER}])
+    assert_success(g.upload("v1", {"x.txt": b"version one\n"}, OWNER))
+    assert_success(g.upload("p1", {"x.txt": b"probational\n"}, UPLOADER))
+    summary = json.loads((g.registry / PROJECT / "a" / "v1" / "..summary").read_text())
+    assert summary["upload_user_id"] == OWNER and "on_probation" not in summary
+    summary = json.loads((g.registry / PROJECT / "a" / "p1" / "..summary").read_text())
+    assert summary["upload_user_id"] == UPLOADER and summary["on_probation"] is True
+    return g
 
 
 # --- authorisation -----------------------------------------------------------
@@ -521,9 +476,9 @@ def test_bad_upload_source_is_refused(gob: Gobbler, source: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def spoofy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gobbler, Path]]:
-    """A subprocess server with blank lines in its spoof and whitelist files."""
-    staging, registry = _dirs(tmp_path_factory, "spoof")
+def spoofy(gobbler_factory: GobblerFactory, tmp_path_factory: pytest.TempPathFactory
+           ) -> tuple[Gobbler, Path]:
+    """A server with blank lines in its spoof and whitelist files."""
     conf = tmp_path_factory.mktemp("conf")
     allowed = tmp_path_factory.mktemp("allowed")
     (allowed / "data.txt").write_bytes(b"whitelisted bytes\n")
@@ -535,12 +490,10 @@ def spoofy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gobbler, 
     spoof.write_text(f"{STRANGER}:{OWNER}\n\n{UPLOADER}:*,-{ADMIN}\n{OWNER}:\n")
     whitelist = conf / "whitelist.txt"
     whitelist.write_text(f"\n{allowed}\n\n")
-    g = _spawn(registry, staging, "-spoof", str(spoof), "-whitelist", str(whitelist))
-    try:
-        _create_project(g, PROJECT, owners=[OWNER])
-        yield g, allowed
-    finally:
-        _stop(g)
+    g = Gobbler(gobbler_factory("-spoof", str(spoof), "-whitelist", str(whitelist),
+                                admin=[ADMIN]))
+    _create_project(g, PROJECT, owners=[OWNER])
+    return g, allowed
 
 
 def test_blank_lines_do_not_stop_server(spoofy: tuple[Gobbler, Path]) -> None:
@@ -549,7 +502,7 @@ def test_blank_lines_do_not_stop_server(spoofy: tuple[Gobbler, Path]) -> None:
     gob, _ = spoofy
     info = requests.get(f"{gob.url}/info", timeout=10).json()
     assert Path(info["registry"]) == gob.registry
-    assert gob.proc is not None and gob.proc.poll() is None
+    assert gob.server.proc.poll() is None
 
 
 @pytest.mark.parametrize("spoofer,spoofed,allowed", [

@@ -12,13 +12,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Tuple
 
 import pytest
+import requests
 
 from artifacts_py.servers.gobbler.actions import Config, daily_purge
 from artifacts_py.servers.gobbler.registry import go_json
-from gobbler_helpers import RunningGobbler
+from gobbler_helpers import GobblerFactory, RunningGobbler
 
 pyg = pytest.importorskip("pygobbler")
 
@@ -31,10 +32,8 @@ MD5_HELLO = "5d41402abc4b2a76b9719d911017c592"
 
 
 @pytest.fixture(scope="module")
-def gob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGobbler]:
-    server = RunningGobbler(str(tmp_path_factory.mktemp("gob")), admin=ME)
-    yield server
-    server.stop()
+def gob(gobbler_factory: GobblerFactory) -> RunningGobbler:
+    return gobbler_factory(admin=ME)
 
 
 def new_project(gob: RunningGobbler, name: str, **permissions: Any) -> None:
@@ -641,55 +640,50 @@ def test_unknown_uid_gets_a_clear_error(gob: RunningGobbler) -> None:
     assert status == 403 and "54321" in body["reason"]
 
 
-def test_staging_entries_present_at_startup_cannot_be_replayed(tmp_path: Path) -> None:
+def test_staging_entries_present_at_startup_cannot_be_replayed(
+        gobbler_factory_fn: GobblerFactory, tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()
     (staging / "request-health_check-early").write_text("{}")
-    server = RunningGobbler(str(tmp_path))
-    try:
-        status, body = server.post("request-health_check-early")
-        assert status == 400 and body["reason"] == "path is already being processed"
-    finally:
-        server.stop()
+    server = gobbler_factory_fn(base=tmp_path)
+    status, body = server.post("request-health_check-early")
+    assert status == 400 and body["reason"] == "path is already being processed"
 
 
 # ---------------------------------------------------------------- flags and start-up
 
 
-def test_whitelist_spoof_and_prefix(tmp_path: Path) -> None:
+def test_whitelist_spoof_and_prefix(gobbler_factory_fn: GobblerFactory, tmp_path: Path) -> None:
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     (allowed / "data.bin").write_text("whitelisted")
     (tmp_path / "wl").write_text(f"\n{allowed}\n\n")
     (tmp_path / "spoof").write_text(f"\n{ME}:alice,bob\nmallory:*,-root\n")
-    server = RunningGobbler(str(tmp_path / "srv"), "-whitelist", str(tmp_path / "wl"),
-                            "-spoof", str(tmp_path / "spoof"), "-prefix", "api/v1")
-    try:
-        status, _, body = server.http("GET", "/api/v1/info")
-        assert status == 200 and json.loads(body)["registry"] == server.registry
-        status, headers, _ = server.http("GET", "/info")  # only OPTIONS is unprefixed, as in Go
-        assert status == 405 and headers["Allow"] == "OPTIONS"
-        status, _, body = server.http("POST", "/api/v1/new/" + server.write_request(
-            "create_project", {"project": "wl"}))
-        assert status == 200, body
-        server.post = lambda name: _post(server, "/api/v1/new/" + name)  # type: ignore[method-assign]
-        status, reply = server.upload("wl", "a", "v1", {"ln": "->" + str(allowed / "data.bin")})
-        assert status == 200, reply
-        entry = server.read_json("wl", "a", "v1", "..manifest")["ln"]
-        assert entry == {"size": 11, "md5sum": entry["md5sum"]} and "link" not in entry
-        assert os.readlink(os.path.join(server.registry, "wl", "a", "v1", "ln")) == str(allowed / "data.bin")
+    server = gobbler_factory_fn("-whitelist", str(tmp_path / "wl"), "-spoof",
+                                str(tmp_path / "spoof"), "-prefix", "api/v1", admin=ME)
+    status, _, body = server.http("GET", "/api/v1/info")
+    assert status == 200 and json.loads(body)["registry"] == server.registry
+    status, headers, _ = server.http("GET", "/info")  # only OPTIONS is unprefixed, as in Go
+    assert status == 405 and headers["Allow"] == "OPTIONS"
+    status, _, body = server.http("POST", "/api/v1/new/" + server.write_request(
+        "create_project", {"project": "wl"}))
+    assert status == 200, body
+    server.post = lambda name: _post(server, "/api/v1/new/" + name)  # type: ignore[method-assign]
+    status, reply = server.upload("wl", "a", "v1", {"ln": "->" + str(allowed / "data.bin")})
+    assert status == 200, reply
+    entry = server.read_json("wl", "a", "v1", "..manifest")["ln"]
+    assert entry == {"size": 11, "md5sum": entry["md5sum"]} and "link" not in entry
+    assert os.readlink(os.path.join(server.registry, "wl", "a", "v1", "ln")) == str(allowed / "data.bin")
 
-        # Spoofing: allowed for listed users, recorded as the uploader.
-        status, reply = server.upload("wl", "a", "v2", {"f": "1"}, spoof="alice")
-        assert status == 403  # alice is no owner of the project...
-        server.ok("set_permissions", {"project": "wl", "permissions": {"owners": [ME, "alice"]}})
-        status, reply = server.upload("wl", "a", "v2", {"f": "1"}, spoof="alice")
-        assert status == 200, reply
-        assert server.read_json("wl", "a", "v2", "..summary")["upload_user_id"] == "alice"
-        status, reply = server.upload("wl", "a", "v3", {"f": "1"}, spoof="carol")
-        assert status == 403 and "spoof" in reply["reason"]
-    finally:
-        server.stop()
+    # Spoofing: allowed for listed users, recorded as the uploader.
+    status, reply = server.upload("wl", "a", "v2", {"f": "1"}, spoof="alice")
+    assert status == 403  # alice is no owner of the project...
+    server.ok("set_permissions", {"project": "wl", "permissions": {"owners": [ME, "alice"]}})
+    status, reply = server.upload("wl", "a", "v2", {"f": "1"}, spoof="alice")
+    assert status == 200, reply
+    assert server.read_json("wl", "a", "v2", "..summary")["upload_user_id"] == "alice"
+    status, reply = server.upload("wl", "a", "v3", {"f": "1"}, spoof="carol")
+    assert status == 403 and "spoof" in reply["reason"]
 
 
 def _post(server: RunningGobbler, path: str) -> Tuple[int, Dict[str, Any]]:
@@ -723,14 +717,12 @@ def test_startup_errors(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- purge and launcher
 
 
-def test_daily_purge(tmp_path: Path) -> None:
-    server = RunningGobbler(str(tmp_path), "-probation", "1")
-    try:
-        server.ok("create_project", {"project": "pp"})
-        server.upload("pp", "a", "v1", {"f": "12345"}, on_probation=True)
-        server.upload("pp", "a", "v2", {"f": "abc"})
-    finally:
-        server.stop()
+def test_daily_purge(gobbler_factory_fn: GobblerFactory) -> None:
+    server = gobbler_factory_fn("-probation", "1")
+    server.ok("create_project", {"project": "pp"})
+    server.upload("pp", "a", "v1", {"f": "12345"}, on_probation=True)
+    server.upload("pp", "a", "v2", {"f": "abc"})
+    server.stop()
     old_entry = os.path.join(server.staging, "old-upload")
     os.makedirs(os.path.join(old_entry, "inner"))
     ancient = time.time() - 8 * 86400
@@ -766,7 +758,7 @@ def test_launcher_start_and_stop(tmp_path: Path) -> None:
     finally:
         stop_gobbler()
         _remove_default_dirs(staging, registry)
-    with pytest.raises(Exception):
+    with pytest.raises(requests.exceptions.ConnectionError):
         pyg.service_info(url)
 
     from artifacts_py.servers.gobbler.launch import serve_in_thread
@@ -779,6 +771,23 @@ def test_launcher_start_and_stop(tmp_path: Path) -> None:
     finally:
         stop_gobbler()
         _remove_default_dirs(staging, registry)
+
+
+def test_launcher_uses_the_given_directories_and_admins(tmp_path: Path) -> None:
+    from artifacts_py.servers.gobbler.launch import start_gobbler, stop_gobbler
+    staging, registry = tmp_path / "staging", tmp_path / "registry"
+    staging.mkdir()
+    staging.chmod(0o1777)
+    registry.mkdir()
+    stop_gobbler()  # never reuse a server someone else configured
+    new, st, reg, url = start_gobbler(staging=str(staging), registry=str(registry),
+                                      admin=["daemon", ME])
+    try:
+        assert new and (st, reg) == (str(staging), str(registry))
+        pyg.create_project("given", staging=st, url=url)  # ME is the second admin
+        assert (registry / "given").is_dir()
+    finally:
+        stop_gobbler()
 
 
 def _remove_default_dirs(*dirs: str) -> None:

@@ -13,122 +13,26 @@ import os
 import re
 import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artifacts_py.servers.gobbler.registry import go_json
-
-STATUS_LINE = re.compile(rb"^HTTP/1\.[01] (\d{3}) [^\r\n]*\r\n")
-
-
-class Server:
-    """A server child process whose stderr goes to a file we can inspect."""
-
-    def __init__(self, base: Path, *extra: str) -> None:
-        self.registry = base / "registry"
-        self.staging = base / "staging"
-        self.registry.mkdir(parents=True)
-        self.staging.mkdir()
-        os.chmod(self.staging, 0o1777)
-        self.stderr_path = base / "stderr.txt"
-        self._stderr = open(self.stderr_path, "wb")
-        cmd = [sys.executable, "-m", "artifacts_py.servers.gobbler.server",
-               "-registry", str(self.registry), "-staging", str(self.staging),
-               "-port", "0", "-admin", "root", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     stdin=subprocess.DEVNULL, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert "listening on http://" in line, self.stderr()
-        self.port = int(line.rsplit(":", 1)[1])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._stderr.close()
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def threads(self) -> int:
-        """The number of threads of the server process (Linux /proc)."""
-        with open(f"/proc/{self.proc.pid}/status") as handle:
-            for line in handle:
-                if line.startswith("Threads:"):
-                    return int(line.split()[1])
-        raise AssertionError("no Threads: line in /proc status")
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=30)
-
-    def exchange(self, data: bytes, half_close: bool = True) -> bytes:
-        """Send ``data`` (then half-close) and read everything until the server closes."""
-        with self.connect() as sock:
-            sock.sendall(data)
-            if half_close:
-                sock.shutdown(socket.SHUT_WR)
-            chunks: List[bytes] = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return b"".join(chunks)
-                chunks.append(chunk)
-
-    def request(self, method: str, target: bytes, headers: Optional[Dict[str, str]] = None,
-                body: bytes = b"") -> Tuple[int, Dict[str, str], bytes]:
-        """One HTTP/1.1 request with ``Connection: close``; (status, headers, body).
-
-        No half-close: like Go, the server takes that for a client gone away.
-        """
-        head = [method.encode() + b" " + target + b" HTTP/1.1", b"Host: 127.0.0.1",
-                b"Connection: close"]
-        head += [f"{k}: {v}".encode() for k, v in (headers or {}).items()]
-        if body:
-            head.append(b"Content-Length: %d" % len(body))
-        return parse_response(self.exchange(b"\r\n".join(head) + b"\r\n\r\n" + body, False))
-
-    def post_request_file(self, action: str, raw: bytes) -> Tuple[int, Dict[str, str], bytes]:
-        name = f"request-{action}-{time.monotonic_ns()}"
-        (self.staging / name).write_bytes(raw)
-        return self.request("POST", b"/new/" + name.encode())
-
-    def assert_serving(self) -> None:
-        status, _, body = self.request("GET", b"/info")
-        assert status == 200 and json.loads(body)["registry"] == str(self.registry)
-
-
-def parse_response(raw: bytes) -> Tuple[int, Dict[str, str], bytes]:
-    """Split one complete response into (status, headers with lower-case names, body)."""
-    match = STATUS_LINE.match(raw)
-    assert match, f"not an HTTP response: {raw[:200]!r}"
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    assert sep, f"incomplete response: {raw[:200]!r}"
-    headers = {}
-    for line in head.split(b"\r\n")[1:]:
-        key, _, value = line.decode("latin-1").partition(":")
-        headers[key.strip().lower()] = value.strip()
-    if "content-length" in headers:  # (a HEAD answer has the length but no body)
-        body = body[:int(headers["content-length"])]
-    return int(match.group(1)), headers, body
+from gobbler_helpers import GobblerFactory, RunningGobbler, parse_response
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("hardening"))
-    (srv.registry / "hello.txt").write_bytes(b"hello")
-    (srv.registry / "empty.txt").write_bytes(b"")
-    (srv.registry / "caf\u00e9.txt").write_bytes(b"utf-8 name")
+def server(gobbler_factory: GobblerFactory) -> Iterator[RunningGobbler]:
+    srv = gobbler_factory()
+    (Path(srv.registry) / "hello.txt").write_bytes(b"hello")
+    (Path(srv.registry) / "empty.txt").write_bytes(b"")
+    (Path(srv.registry) / "caf\u00e9.txt").write_bytes(b"utf-8 name")
     yield srv
-    srv.stop()
+    srv.stop()  # (the factory's stop at the module's end then does nothing)
     # No handler may have died with a traceback on any request of this module.
     assert "Traceback" not in srv.stderr() and "_headers_buffer" not in srv.stderr()
 
@@ -167,7 +71,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "no-host", "bad-escape", "bad-escape-http99", "http99-no-host", "control-char",
         "bad-header-name", "folded-header", "nul-in-header", "many-headers", "long-header",
         "star-get", "expect-tea"])
-def test_malformed_request_line_gets_an_answer(server: Server, raw: bytes, status: int) -> None:
+def test_malformed_request_line_gets_an_answer(server: RunningGobbler, raw: bytes,
+                                               status: int) -> None:
     got, headers, body = parse_response(server.exchange(raw))
     assert got == status
     assert headers["connection"] == "close"
@@ -192,8 +97,8 @@ def assert_plain_400(status: int, headers: Dict[str, str], body: bytes) -> str:
     return str(reason)
 
 
-def test_nul_in_request_name_is_a_400(server: Server) -> None:
-    assert_plain_400(*server.request("POST", b"/new/request-health_check-a%00b"))
+def test_nul_in_request_name_is_a_400(server: RunningGobbler) -> None:
+    assert_plain_400(*server.raw_request("POST", b"/new/request-health_check-a%00b"))
     server.assert_serving()
 
 
@@ -207,7 +112,7 @@ def test_nul_in_request_name_is_a_400(server: Server) -> None:
     (b'{"project": "p", "permissions": {"owners": ["\\udfff"]}}', "surrogate"),
 ], ids=["nested-array", "nested-object", "huge-int", "lone-surrogate", "nul-in-name",
         "surrogate-in-owner"])
-def test_bad_request_bodies_are_plain_400s(server: Server, raw: bytes, says: str) -> None:
+def test_bad_request_bodies_are_plain_400s(server: RunningGobbler, raw: bytes, says: str) -> None:
     reason = assert_plain_400(*server.post_request_file("create_project", raw))
     assert says in reason
     server.assert_serving()
@@ -217,7 +122,8 @@ def test_bad_request_bodies_are_plain_400s(server: Server, raw: bytes, says: str
     {"source": "a\u0000b", "project": "p", "asset": "a", "version": "v"},
     {"source": "\udc80", "project": "p", "asset": "a", "version": "v"},
 ], ids=["nul-source", "surrogate-source"])
-def test_bad_strings_anywhere_in_an_upload_are_400s(server: Server, body: Dict[str, str]) -> None:
+def test_bad_strings_anywhere_in_an_upload_are_400s(server: RunningGobbler,
+                                                    body: Dict[str, str]) -> None:
     raw = json.dumps(body).encode()
     assert_plain_400(*server.post_request_file("upload", raw))
     server.assert_serving()
@@ -239,35 +145,32 @@ def _read_one_response(sock: socket.socket) -> bytes:
     return data
 
 
-def _timed_info(srv: Server) -> float:
+def _timed_info(srv: RunningGobbler) -> float:
     start = time.perf_counter()
     srv.assert_serving()
     return time.perf_counter() - start
 
 
-def test_idle_keep_alive_connection_is_closed(tmp_path: Path) -> None:
-    srv = Server(tmp_path, "-idle-timeout", "1")
-    try:
-        with srv.connect() as sock:
-            sock.settimeout(20)
-            sock.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert b"200 OK" in _read_one_response(sock)
-            start = time.perf_counter()
-            assert sock.recv(1) == b""  # the server hangs up on its own
-            waited = time.perf_counter() - start
-        print(f"idle connection closed after {waited:.2f} s (idle timeout 1 s)")
-        assert 0.5 < waited < 15
-        srv.assert_serving()
-    finally:
-        srv.stop()
+def test_idle_keep_alive_connection_is_closed(gobbler_factory_fn: GobblerFactory) -> None:
+    srv = gobbler_factory_fn("-idle-timeout", "1")
+    with srv.connect() as sock:
+        sock.settimeout(20)
+        sock.sendall(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in _read_one_response(sock)
+        start = time.perf_counter()
+        assert sock.recv(1) == b""  # the server hangs up on its own
+        waited = time.perf_counter() - start
+    print(f"idle connection closed after {waited:.2f} s (idle timeout 1 s)")
+    assert 0.5 < waited < 15
+    srv.assert_serving()
 
 
 @pytest.mark.parametrize("extra, opened, limit", [((), 1000, 256),
                                                   (("-max-connections", "16"), 100, 16)],
                          ids=["default", "flag"])
-def test_idle_connections_are_bounded(tmp_path: Path, extra: Tuple[str, ...], opened: int,
-                                      limit: int) -> None:
-    srv = Server(tmp_path, *extra)
+def test_idle_connections_are_bounded(gobbler_factory_fn: GobblerFactory, extra: Tuple[str, ...],
+                                      opened: int, limit: int) -> None:
+    srv = gobbler_factory_fn(*extra)
     socks: List[socket.socket] = []
     try:
         for _ in range(opened):
@@ -282,41 +185,37 @@ def test_idle_connections_are_bounded(tmp_path: Path, extra: Tuple[str, ...], op
     finally:
         for sock in socks:
             sock.close()
-        srv.stop()
 
 
-def test_large_download_is_complete(server: Server) -> None:
-    big = server.registry / "big.bin"
+def test_large_download_is_complete(server: RunningGobbler) -> None:
+    big = Path(server.registry) / "big.bin"
     with open(big, "wb") as handle:
         handle.truncate(64 << 20)  # sparse: the kernel sends zeros without disk I/O
-    status, headers, body = server.request("GET", b"/fetch/big.bin")
+    status, headers, body = server.raw_request("GET", b"/fetch/big.bin")
     assert status == 200 and len(body) == 64 << 20 and headers["content-length"] == str(64 << 20)
 
 
-def test_stalled_download_is_dropped(tmp_path: Path) -> None:
-    srv = Server(tmp_path, "-idle-timeout", "1")
-    try:
-        with open(srv.registry / "big.bin", "wb") as handle:
-            handle.truncate(256 << 20)
-        idle_threads = srv.threads()
-        with srv.connect() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.sendall(b"GET /fetch/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-            deadline = time.monotonic() + 30
-            while srv.threads() <= idle_threads:  # the download has begun
-                assert time.monotonic() < deadline, "the download never started"
-                time.sleep(0.01)
-            start = time.monotonic()
-            while srv.threads() > idle_threads:  # ... and is given up while we do not read
-                assert time.monotonic() < deadline, "the stalled download kept its thread"
-                time.sleep(0.01)
-            print(f"stalled download dropped {time.monotonic() - start:.2f} s after it began")
-        srv.assert_serving()
-    finally:
-        srv.stop()
+def test_stalled_download_is_dropped(gobbler_factory_fn: GobblerFactory) -> None:
+    srv = gobbler_factory_fn("-idle-timeout", "1")
+    with open(Path(srv.registry) / "big.bin", "wb") as handle:
+        handle.truncate(256 << 20)
+    idle_threads = srv.threads()
+    with srv.connect() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /fetch/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 30
+        while srv.threads() <= idle_threads:  # the download has begun
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.01)
+        start = time.monotonic()
+        while srv.threads() > idle_threads:  # ... and is given up while we do not read
+            assert time.monotonic() < deadline, "the stalled download kept its thread"
+            time.sleep(0.01)
+        print(f"stalled download dropped {time.monotonic() - start:.2f} s after it began")
+    srv.assert_serving()
 
 
-def test_new_request_is_prompt_with_200_idle_connections(server: Server) -> None:
+def test_new_request_is_prompt_with_200_idle_connections(server: RunningGobbler) -> None:
     socks: List[socket.socket] = []
     try:
         for _ in range(200):
@@ -337,33 +236,34 @@ def test_new_request_is_prompt_with_200_idle_connections(server: Server) -> None
 
 
 @pytest.mark.parametrize("byte_range", ["bytes=0-0", "bytes=0-", "bytes=5-9"])
-def test_range_on_an_empty_file_is_a_200(server: Server, byte_range: str) -> None:
-    status, headers, body = server.request("GET", b"/fetch/empty.txt", {"Range": byte_range})
+def test_range_on_an_empty_file_is_a_200(server: RunningGobbler, byte_range: str) -> None:
+    status, headers, body = server.raw_request("GET", b"/fetch/empty.txt", {"Range": byte_range})
     assert (status, body, headers["content-length"]) == (200, b"", "0")
     # A range that does not overlap a non-empty file stays a 416, as in Go.
-    status, headers, _ = server.request("GET", b"/fetch/hello.txt", {"Range": "bytes=9-"})
+    status, headers, _ = server.raw_request("GET", b"/fetch/hello.txt", {"Range": "bytes=9-"})
     assert status == 416 and headers["content-range"] == "bytes */5"
 
 
-def test_raw_utf8_path_is_served(server: Server) -> None:
+def test_raw_utf8_path_is_served(server: RunningGobbler) -> None:
     for target in (b"/fetch/caf\xc3\xa9.txt", b"/fetch/caf%C3%A9.txt"):
-        status, _, body = server.request("GET", target)
+        status, _, body = server.raw_request("GET", target)
         assert (status, body) == (200, b"utf-8 name")
 
 
 @pytest.mark.parametrize("target", [b"/fetch/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
                                     b"/fetch/%2Fetc%2Fpasswd", b"/fetch/%2e%2e%2f%2e%2e%2fetc/passwd"])
-def test_encoded_dot_segments_are_404_not_redirects(server: Server, target: bytes) -> None:
-    status, headers, body = server.request("GET", target)
+def test_encoded_dot_segments_are_404_not_redirects(server: RunningGobbler, target: bytes) -> None:
+    status, headers, body = server.raw_request("GET", target)
     assert status == 404 and "location" not in headers
     assert body == b"404 page not found\n"
 
 
 @pytest.mark.parametrize("target", [b"/fetch/%2e%2e/hello.txt", b"/fetch/.%2e/hello.txt",
                                     b"/fetch/sub%2f..%2fhello.txt"])
-def test_encoded_dot_segments_stay_inside_the_registry(server: Server, target: bytes) -> None:
+def test_encoded_dot_segments_stay_inside_the_registry(server: RunningGobbler,
+                                                       target: bytes) -> None:
     # Like Go's FileServer: the decoded path is cleaned inside the registry.
-    status, _, body = server.request("GET", target)
+    status, _, body = server.raw_request("GET", target)
     assert (status, body) == (200, b"hello")
 
 
@@ -371,57 +271,54 @@ def test_encoded_dot_segments_stay_inside_the_registry(server: Server, target: b
                                               (b"//info", "/info"),
                                               (b"/fetch//hello.txt", "/fetch/hello.txt"),
                                               (b"/fetch/./hello.txt?x=1", "/fetch/hello.txt?x=1")])
-def test_unclean_paths_redirect(server: Server, target: bytes, location: str) -> None:
-    status, headers, _ = server.request("GET", target)
+def test_unclean_paths_redirect(server: RunningGobbler, target: bytes, location: str) -> None:
+    status, headers, _ = server.raw_request("GET", target)
     assert status == 301 and headers["location"] == location
 
 
-def test_prefix_unprefixed_paths_are_405(tmp_path: Path) -> None:
-    srv = Server(tmp_path, "-prefix", "api/v1")
-    try:
-        for method, target in (("GET", b"/info"), ("HEAD", b"/fetch/x"), ("GET", b"/"),
-                               ("POST", b"/new/request-x-1"), ("DELETE", b"/list")):
-            status, headers, _ = srv.request(method, target)
-            assert (status, headers["allow"]) == (405, "OPTIONS"), target
-        status, headers, _ = srv.request("GET", b"/api/v1")
-        assert status == 301 and headers["location"] == "/api/v1/"
-        status, _, body = srv.request("GET", b"/api/v1/info")
-        assert status == 200 and json.loads(body)["registry"] == str(srv.registry)
-        status, _, _ = srv.request("OPTIONS", b"/anything")
-        assert status == 204
-    finally:
-        srv.stop()
+def test_prefix_unprefixed_paths_are_405(gobbler_factory_fn: GobblerFactory) -> None:
+    srv = gobbler_factory_fn("-prefix", "api/v1")
+    for method, target in (("GET", b"/info"), ("HEAD", b"/fetch/x"), ("GET", b"/"),
+                           ("POST", b"/new/request-x-1"), ("DELETE", b"/list")):
+        status, headers, _ = srv.raw_request(method, target)
+        assert (status, headers["allow"]) == (405, "OPTIONS"), target
+    status, headers, _ = srv.raw_request("GET", b"/api/v1")
+    assert status == 301 and headers["location"] == "/api/v1/"
+    status, _, body = srv.raw_request("GET", b"/api/v1/info")
+    assert status == 200 and json.loads(body)["registry"] == srv.registry
+    status, _, _ = srv.raw_request("OPTIONS", b"/anything")
+    assert status == 204
 
 
-def test_log_files_use_go_key_order(server: Server, tmp_path: Path) -> None:
+def test_log_files_use_go_key_order(server: RunningGobbler, tmp_path: Path) -> None:
     status, _, body = server.post_request_file("create_project", b'{"project": "logs"}')
     assert status == 200, body
-    source = server.staging / "src-logs"
+    source = Path(server.staging) / "src-logs"
     source.mkdir()
     (source / "f.txt").write_text("x")
-    before = set(os.listdir(server.registry / "..logs"))
+    before = set(os.listdir(Path(server.registry) / "..logs"))
     status, _, body = server.post_request_file("upload", json.dumps(
         {"source": "src-logs", "project": "logs", "asset": "a", "version": "v1"}).encode())
     assert status == 200, body
-    (new,) = set(os.listdir(server.registry / "..logs")) - before
-    text = (server.registry / "..logs" / new).read_text()
+    (new,) = set(os.listdir(Path(server.registry) / "..logs")) - before
+    text = (Path(server.registry) / "..logs" / new).read_text()
     # Go marshals a map[string]interface{}: keys sorted.
     assert text == go_json({"asset": "a", "latest": True, "project": "logs",
                             "type": "add-version", "version": "v1"})
 
 
-def test_upload_stops_when_the_client_disconnects(server: Server) -> None:
+def test_upload_stops_when_the_client_disconnects(server: RunningGobbler) -> None:
     status, _, body = server.post_request_file("create_project", b'{"project": "gone"}')
     assert status == 200, body
-    source = server.staging / "src-gone"
+    source = Path(server.staging) / "src-gone"
     for d in range(50):
         (source / f"d{d}").mkdir(parents=True)
         for f in range(100):
             (source / f"d{d}" / f"f{f}").write_bytes(b"%d/%d" % (d, f) * 100)
     name = f"request-upload-{time.monotonic_ns()}"
-    (server.staging / name).write_text(json.dumps(
+    (Path(server.staging) / name).write_text(json.dumps(
         {"source": "src-gone", "project": "gone", "asset": "a", "version": "v1"}))
-    version_dir = server.registry / "gone" / "a" / "v1"
+    version_dir = Path(server.registry) / "gone" / "a" / "v1"
     with server.connect() as sock:
         sock.sendall(f"POST /new/{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
         deadline = time.monotonic() + 60
@@ -429,7 +326,7 @@ def test_upload_stops_when_the_client_disconnects(server: Server) -> None:
             assert time.monotonic() < deadline, "the upload never started"
             time.sleep(0.005)
     # A second upload to the asset waits for its lock, so it ends after the first.
-    small = server.staging / "src-small"
+    small = Path(server.staging) / "src-small"
     small.mkdir()
     (small / "x").write_text("x")
     status, _, body = server.post_request_file("upload", json.dumps(
@@ -437,7 +334,7 @@ def test_upload_stops_when_the_client_disconnects(server: Server) -> None:
     assert status == 200, body
     assert not version_dir.exists()  # abandoned and cleaned up, not published
     assert len(list(source.rglob("f*"))) == 5000  # the source is untouched
-    assert json.loads((server.registry / "gone" / "..usage").read_text())["total"] == 1
+    assert json.loads((Path(server.registry) / "gone" / "..usage").read_text())["total"] == 1
 
 
 # ---------------------------------------------------------------- fuzz
@@ -465,7 +362,7 @@ _HEADER = st.tuples(
 @given(method=_METHODS, target=_TARGETS, version=_VERSIONS,
        headers=st.lists(_HEADER, max_size=5), body=st.binary(max_size=64),
        sep=st.sampled_from([" ", "\t", "  "]), eol=st.sampled_from(["\r\n", "\n"]))
-def test_fuzz_request_parser(server: Server, method: str, target: str, version: str,
+def test_fuzz_request_parser(server: RunningGobbler, method: str, target: str, version: str,
                              headers: List[Tuple[str, str]], body: bytes, sep: str,
                              eol: str) -> None:
     line = sep.join(part for part in (method, target, version) if part)
@@ -482,7 +379,7 @@ def test_fuzz_request_parser(server: Server, method: str, target: str, version: 
         assert json.loads(reply)["reason"].startswith("failed to obtain a directory listing")
 
 
-def test_server_survives_the_fuzzing(server: Server) -> None:
+def test_server_survives_the_fuzzing(server: RunningGobbler) -> None:
     server.assert_serving()
 
 
