@@ -14,41 +14,17 @@ from typing import List
 import pytest
 
 from artifacts_py.files import make_readonly, makedirs_at, remove_tree, walk
-
-
-def deep_tree(root: Path, depth: int, every: int = 1) -> str:
-    """``root/d/d/.../d`` ``depth`` folders deep, with a file ``f`` in every
-    ``every``-th folder and an exec file at the bottom; built through
-    descriptors since the path is longer than PATH_MAX. Returns the deepest rel path."""
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    for level in range(1, depth + 1):
-        os.mkdir("d", dir_fd=fd)
-        nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = nxt
-        if level % every == 0 or level == depth:
-            mode = 0o755 if level == depth else 0o644
-            f = os.open("f", os.O_WRONLY | os.O_CREAT, mode, dir_fd=fd)
-            os.write(f, b"level %d\n" % level)
-            os.close(f)
-    os.close(fd)
-    return "/".join(["d"] * depth)
+from tarfactory import deep_tree, low_recursion_limit
 
 
 @pytest.fixture
-def low_recursion_limit():
-    """Lower the recursion limit far below the depths used, as a recursive helper would need."""
-    old = sys.getrecursionlimit()
-    sys.setrecursionlimit(200)
-    try:
+def low_recursion():
+    with low_recursion_limit():
         yield
-    finally:
-        sys.setrecursionlimit(old)
 
 
 @pytest.mark.parametrize("depth", [1000, 5000])
-def test_walk_and_remove_deep_tree(tmp_path, depth, low_recursion_limit):
+def test_walk_and_remove_deep_tree(tmp_path, depth, low_recursion):
     root = tmp_path / "deep"
     bottom = deep_tree(root, depth, every=500)
     seen = [(e.rel, stat.S_ISDIR(e.st.st_mode)) for e in walk(root)]

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artifacts_py.treehash import EMPTY_TREE, TreeBuilder, blob_sha1, compute_git_tree_sha1
+from tarfactory import deep_tree, deep_tree_hash, low_recursion_limit
 
 # A copy of shared/spec/treehash-vectors.json (golden hashes made with real git).
 VECTORS = Path(__file__).parent / "data" / "treehash-vectors.json"
@@ -120,3 +121,35 @@ def test_matches_git_on_random_trees(tree, tmp_path_factory):
     root = tmp_path_factory.mktemp("rand") / "t"
     build(root, tree)
     assert compute_git_tree_sha1(root) == git_write_tree(root)
+
+
+# ---------------------------------------------------------------------------
+# Deep trees: no recursion, any depth
+
+
+def _git_write_tree(root: Path, tmp: Path) -> str:
+    env = {**os.environ, "GIT_DIR": str(tmp / "git"), "GIT_WORK_TREE": str(root),
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp)}
+    subprocess.run(["git", "init", "-q"], env=env, check=True, timeout=60)
+    subprocess.run(["git", "add", "-A", "-f"], env=env, check=True, timeout=120)
+    return subprocess.run(["git", "write-tree"], env=env, check=True, timeout=60,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_tree_1000_deep_matches_real_git(tmp_path):
+    root = tmp_path / "deep"
+    deep_tree(root, 1000, every=7)
+    expected = _git_write_tree(root, tmp_path)
+    assert expected == deep_tree_hash(1000, every=7)
+    with low_recursion_limit():
+        assert compute_git_tree_sha1(root) == expected
+
+
+def test_tree_5000_deep_hashes_without_recursion(tmp_path):
+    root = tmp_path / "deep"
+    deep_tree(root, 5000, every=1000)  # paths longer than PATH_MAX: git add cannot
+    with low_recursion_limit():
+        assert compute_git_tree_sha1(root) == deep_tree_hash(5000, every=1000)
+        builder = TreeBuilder()
+        builder.add("/".join(["d"] * 5000) + "/f", b"100755", blob_sha1(b"level 5000\n"))
+        assert builder.hexdigest() == deep_tree_hash(5000, every=5000)
