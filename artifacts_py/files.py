@@ -45,9 +45,9 @@ def _same(a: os.stat_result, b: os.stat_result) -> bool:
 class _Cursor:
     """One open directory, moved down by name and up by ``..``, verified."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, dir_fd: Optional[int] = None) -> None:
         self.root = root
-        self.fd = os.open(root, _DIR_FLAGS)
+        self.fd = os.open(root, _DIR_FLAGS, dir_fd=dir_fd)
         self.ids: List[os.stat_result] = [os.fstat(self.fd)]
 
     def down(self, name: str, expected: Optional[os.stat_result] = None) -> None:
@@ -186,33 +186,34 @@ def _enter(cur: _Cursor, name: str) -> bool:
     return False
 
 
-def remove_tree(path: "str | os.PathLike[str]") -> None:
+def remove_tree(path: "str | os.PathLike[str]", *, dir_fd: Optional[int] = None) -> None:
     """``rm -rf path``, without recursion.
 
     Works on read-only files and folders, tolerates another process removing
     the same tree at the same time, and never follows a symlink (a symlink
     inside is removed, not what it points to; ``path`` itself may be one and
-    then only the link goes). A missing ``path`` is fine.
+    then only the link goes). A missing ``path`` is fine. With ``dir_fd``,
+    ``path`` is relative to that open folder.
     """
     path = os.fspath(path)
     try:
-        st = os.lstat(path)
+        st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return
     if not stat.S_ISDIR(st.st_mode):
         try:
-            os.unlink(path)
+            os.unlink(path, dir_fd=dir_fd)
         except FileNotFoundError:
             pass
         return
-    while _remove_pass(path):
+    while _remove_pass(path, dir_fd):
         pass  # a folder vanished under us (another remover): start again from the top
 
 
-def _remove_pass(path: str) -> bool:
+def _remove_pass(path: str, dir_fd: Optional[int]) -> bool:
     """One removal pass; True when it must be repeated."""
     try:
-        cur = _Cursor(path)
+        cur = _Cursor(path, dir_fd)
     except FileNotFoundError:
         return False
     try:
@@ -241,7 +242,7 @@ def _remove_pass(path: str) -> bool:
     finally:
         cur.close()
     try:
-        os.rmdir(path)
+        os.rmdir(path, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
     except OSError as e:
@@ -251,25 +252,37 @@ def _remove_pass(path: str) -> bool:
     return False
 
 
-def makedirs_at(dir_fd: int, rel: str, mode: int = 0o755) -> int:
-    """Create (as needed) and open folder ``rel`` below ``dir_fd``, one
-    component at a time, never through a symlink; returns a new descriptor."""
-    fd = os.dup(dir_fd)
+# Longest relative path handed to one openat call: well under PATH_MAX (4096).
+_PATH_STEP = 3000
+
+
+def open_dir_at(dir_fd: int, rel: str) -> int:
+    """Open folder ``rel`` below ``dir_fd``; returns a new descriptor.
+
+    ``rel`` may be longer than ``PATH_MAX``: it is opened a few thousand
+    bytes at a time. The last component of each step is never a symlink
+    (``O_NOFOLLOW``); use it on folders this process made.
+    """
+    parts = [p for p in rel.split("/") if p and p != "."]
+    fd = dir_fd
+    start = 0
     try:
-        for part in rel.split("/"):
-            if not part or part == ".":
-                continue
-            try:
-                os.mkdir(part, mode, dir_fd=fd)
-            except FileExistsError:
-                pass
-            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
+        while True:
+            end, size = start, 0
+            while end < len(parts) and (end == start or size + len(parts[end]) < _PATH_STEP):
+                size += len(os.fsencode(parts[end])) + 1
+                end += 1
+            nxt = os.open("/".join(parts[start:end]) or ".", _DIR_FLAGS, dir_fd=fd)
+            if fd != dir_fd:
+                os.close(fd)
             fd = nxt
+            start = end
+            if start >= len(parts):
+                return fd
     except BaseException:
-        os.close(fd)
+        if fd != dir_fd:
+            os.close(fd)
         raise
-    return fd
 
 
-__all__ = ["Entry", "walk", "make_readonly", "remove_tree", "makedirs_at"]
+__all__ = ["Entry", "walk", "make_readonly", "remove_tree", "open_dir_at"]

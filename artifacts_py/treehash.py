@@ -82,10 +82,13 @@ def file_blob_sha1(path: PathLike, size: int, dir_fd: Optional[int] = None) -> b
     relative to ``dir_fd`` when given; a symlink there is not followed)."""
     h = blob_hasher(size)
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
-    with open(fd, "rb", buffering=0) as f:
-        if size <= _WHOLE_READ_LIMIT:  # one read beats a chunk loop for many small files
-            h.update(f.read())
-        else:
+    if size <= _WHOLE_READ_LIMIT:  # one read beats a chunk loop for many small files
+        try:
+            h.update(os.read(fd, size))
+        finally:
+            os.close(fd)
+    else:
+        with open(fd, "rb", buffering=0) as f:
             _feed(f, (h,))
     digest: bytes = h.digest()
     return digest

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artifacts_py.treehash import EMPTY_TREE, TreeBuilder, blob_sha1, compute_git_tree_sha1
+from artifacts_py.files import remove_tree
 from tarfactory import deep_tree, deep_tree_hash, low_recursion_limit
 
 # A copy of shared/spec/treehash-vectors.json (golden hashes made with real git).
@@ -136,8 +137,15 @@ def _git_write_tree(root: Path, tmp: Path) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def test_tree_1000_deep_matches_real_git(tmp_path):
-    root = tmp_path / "deep"
+@pytest.fixture
+def deep_root(tmp_path):
+    """A folder for a deep tree, removed afterwards (pytest's own cleanup recurses)."""
+    yield tmp_path / "deep"
+    remove_tree(tmp_path / "deep")
+
+
+def test_tree_1000_deep_matches_real_git(tmp_path, deep_root):
+    root = deep_root
     deep_tree(root, 1000, every=7)
     expected = _git_write_tree(root, tmp_path)
     assert expected == deep_tree_hash(1000, every=7)
@@ -145,8 +153,8 @@ def test_tree_1000_deep_matches_real_git(tmp_path):
         assert compute_git_tree_sha1(root) == expected
 
 
-def test_tree_5000_deep_hashes_without_recursion(tmp_path):
-    root = tmp_path / "deep"
+def test_tree_5000_deep_hashes_without_recursion(deep_root):
+    root = deep_root
     deep_tree(root, 5000, every=1000)  # paths longer than PATH_MAX: git add cannot
     with low_recursion_limit():
         assert compute_git_tree_sha1(root) == deep_tree_hash(5000, every=1000)
