@@ -330,6 +330,10 @@ class _Member:
 
 def _number(field: bytes) -> int:
     """A numeric header field: octal text, or GNU base-256."""
+    try:  # the common case, fast: "0000644\0" or "00000001750 "
+        return int(field.rstrip(b"\0 ") or b"0", 8)
+    except ValueError:
+        pass
     if field[:1] in (b"\x80", b"\xff"):
         n = int.from_bytes(field[1:], "big")
         return n - (256 ** (len(field) - 1)) if field[0] == 0xFF else n
@@ -440,6 +444,13 @@ class _Reader:
     def _member(self, pax: Dict[str, str], longname: Optional[bytes],
                 longlink: Optional[bytes], name: bytes, linkname: bytes, type_: bytes,
                 mode: int, size: int, magic: bytes, prefix: bytes) -> _Member:
+        if not (pax or self.globals or longname or longlink or prefix[0]):
+            # The common case: a plain ustar / GNU header and nothing else.
+            path = name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            if type_ == _AREG and path.endswith("/"):
+                type_ = _DIR  # old (v7) tars mark folders by the trailing slash
+            self.last = path
+            return _Member(path, _text(linkname), type_, mode, size, type_ == b"S")
         info = {**self.globals, **pax}
         path = info.get("path")
         if not path:

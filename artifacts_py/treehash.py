@@ -112,11 +112,20 @@ class TreeBuilder:
 
     def __init__(self) -> None:
         self._root: Dict[bytes, object] = {}
+        # The folder of the last add: (its path, its dict). Tar members come
+        # folder by folder, so most adds skip the walk from the root.
+        self._last: Optional[Tuple[bytes, Dict[bytes, object]]] = None
 
     def add(self, path: Union[str, bytes], mode: bytes, sha: bytes) -> None:
         """Record a file or symlink. ``sha`` is the raw 20-byte blob hash."""
-        parts = (os.fsencode(path) if isinstance(path, str) else path).split(b"/")
-        parts = [p for p in parts if p and p != b"."]
+        raw = path.encode("utf-8", "surrogateescape") if isinstance(path, str) else path
+        last = self._last
+        if last is not None:
+            head, _, leaf = raw.rpartition(b"/")
+            if head == last[0] and leaf and leaf != b"." and leaf != b".git":
+                last[1][leaf] = (mode, sha)
+                return
+        parts = [p for p in raw.split(b"/") if p and p != b"."]
         if not parts or b".git" in parts:
             return
         node = self._root
@@ -126,10 +135,15 @@ class TreeBuilder:
                 child = node[part] = {}
             node = child
         node[parts[-1]] = (mode, sha)
+        folder = b"/".join(parts[:-1])
+        normal = raw == (folder + b"/" + parts[-1] if folder else parts[-1])
+        self._last = (folder, node) if normal else None
 
     def remove(self, path: Union[str, bytes]) -> None:
         """Forget a path (and anything below it), e.g. when a tar entry is replaced."""
-        parts = [p for p in (os.fsencode(path) if isinstance(path, str) else path).split(b"/") if p]
+        self._last = None
+        raw = path.encode("utf-8", "surrogateescape") if isinstance(path, str) else path
+        parts = [p for p in raw.split(b"/") if p and p != b"."]
         node = self._root
         for part in parts[:-1]:
             node = node.get(part)  # type: ignore[assignment]

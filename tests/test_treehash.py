@@ -161,3 +161,36 @@ def test_tree_5000_deep_hashes_without_recursion(deep_root):
         builder = TreeBuilder()
         builder.add("/".join(["d"] * 5000) + "/f", b"100755", blob_sha1(b"level 5000\n"))
         assert builder.hexdigest() == deep_tree_hash(5000, every=5000)
+
+
+@given(ops=st.lists(st.tuples(
+    st.sampled_from(["add", "add", "add", "remove"]),
+    st.lists(st.sampled_from(["a", "b", ".", "", ".git", "c"]), min_size=1, max_size=4)
+    .map("/".join),
+    st.sampled_from([b"100644", b"100755", b"120000"]),
+    st.binary(min_size=20, max_size=20)), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_tree_builder_matches_a_plain_model(ops):
+    """TreeBuilder (with its same-folder shortcut) against a dict of normalised paths."""
+    builder = TreeBuilder()
+    model = {}
+    for op, path, mode, sha in ops:
+        parts = [p for p in path.split("/") if p and p != "."]
+        key = "/".join(parts)
+        if op == "remove":
+            builder.remove(path)
+            model = {k: v for k, v in model.items()
+                     if not (k == key or k.startswith(key + "/"))} if parts else model
+            continue
+        builder.add(path, mode, sha)
+        if parts and ".git" not in parts:
+            # A leaf replaces whatever was below it; a file on the way becomes a folder.
+            model = {k: v for k, v in model.items() if not k.startswith(key + "/")}
+            for i in range(1, len(parts)):
+                model.pop("/".join(parts[:i]), None)
+            model[key] = (mode, sha)
+    reference = TreeBuilder()
+    for key, (mode, sha) in model.items():
+        reference._last = None  # the slow path only
+        reference.add(key, mode, sha)
+    assert builder.hexdigest() == reference.hexdigest()
