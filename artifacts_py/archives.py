@@ -30,10 +30,12 @@ import hashlib
 import io
 import lzma
 import os
+import queue
 import secrets
 import stat
 import struct
 import tarfile
+import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
@@ -223,91 +225,114 @@ def _is_decompress_error(e: BaseException) -> bool:
 
 
 class _Input:
-    """Forward-only reader over the decompressed stream with one big buffer,
-    so that a header or a small member costs no read call of its own."""
+    """Forward-only reader over the decompressed stream.
+
+    A helper thread reads (and so decompresses: zlib, lzma, bz2 and zstd
+    release the GIL) 1 MiB chunks ahead, while this thread parses and writes.
+    Chunks are never reused, so views handed out stay valid.
+    """
+
+    _AHEAD = 8  # chunks read ahead at most
 
     def __init__(self, raw: BinaryIO, kind: str) -> None:
-        self._raw = raw
         self._kind = _KIND_NAMES.get(kind, kind)
-        self._readinto = getattr(raw, "readinto", None)
-        self._buf = bytearray(_CHUNK)
-        self._view = memoryview(self._buf)
-        self._spare: Optional[memoryview] = None  # second buffer for big members
+        self._queue: "queue.Queue[Union[memoryview, BaseException, None]]" = queue.Queue(
+            self._AHEAD)
+        self._stop = threading.Event()
+        self._cur = memoryview(b"")
         self._pos = 0
-        self._end = 0
+        self._eof = False
         self.total = 0  # bytes consumed
+        threading.Thread(target=self._produce, args=(raw,), daemon=True,
+                         name="artifacts-py-untar").start()
 
-    def _read_into(self, view: memoryview) -> int:
+    # -- the helper thread ---------------------------------------------------
+
+    def _put(self, item: "Union[memoryview, BaseException, None]") -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue  # the reader is busy writing files; wait unless it gave up
+        return False
+
+    def _produce(self, raw: BinaryIO) -> None:
+        readinto = getattr(raw, "readinto", None)
         try:
-            if self._readinto is not None:
-                return int(self._readinto(view) or 0)
-            data = self._raw.read(len(view))
-            view[:len(data)] = data
-            return len(data)
-        except Exception as e:
-            if _is_decompress_error(e):
-                raise _Damaged(f"its {self._kind} data is damaged ({e})") from None
-            raise
+            while True:
+                buf = bytearray(_CHUNK)
+                if readinto is not None:
+                    n = int(readinto(buf) or 0)
+                else:
+                    data = raw.read(_CHUNK)
+                    n = len(data)
+                    buf[:n] = data
+                if not n:
+                    break
+                if not self._put(memoryview(buf)[:n]):
+                    return
+            self._put(None)
+        except BaseException as e:  # handed to the reading thread, which raises it
+            self._put(e)
+
+    def close(self) -> None:
+        """Stop the helper thread (it ends after its current read)."""
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+
+    # -- the reading thread ----------------------------------------------------
+
+    def _next(self) -> bool:
+        """Move to the next chunk; False at the end of the stream."""
+        if self._eof:
+            return False
+        item = self._queue.get()
+        if item is None:
+            self._eof = True
+            return False
+        if isinstance(item, BaseException):
+            self._eof = True
+            if _is_decompress_error(item):
+                raise _Damaged(f"its {self._kind} data is damaged ({item})") from None
+            raise item
+        self._cur, self._pos = item, 0
+        return True
 
     def take(self, n: int) -> memoryview:
-        """The next ``n`` bytes (fewer only at the end of the stream), valid
-        until the next call. ``n`` must not exceed the buffer."""
-        if self._end - self._pos < n:
-            left = self._end - self._pos
-            self._buf[:left] = self._buf[self._pos:self._end]
-            self._pos, self._end = 0, left
-            while self._end < n:
-                got = self._read_into(self._view[self._end:])
-                if not got:
-                    break
-                self._end += got
-        start = self._pos
-        self._pos = min(self._pos + n, self._end)
-        self.total += self._pos - start
-        return self._view[start:self._pos]
-
-    def take_bytes(self, n: int) -> bytes:
-        """``n`` bytes that may exceed the buffer (long pax headers)."""
-        parts = []
-        while n > 0:
-            piece = self.take(min(n, _CHUNK))
-            if not piece:
-                break
-            parts.append(bytes(piece))
-            n -= len(piece)
-        return b"".join(parts)
+        """The next ``n`` bytes (fewer only at the end of the stream)."""
+        pos = self._pos
+        if len(self._cur) - pos >= n:
+            self._pos = pos + n
+            self.total += n
+            return self._cur[pos:pos + n]
+        out = bytearray(self._cur[pos:])
+        self._pos = len(self._cur)
+        while len(out) < n and self._next():
+            piece = self._cur[:n - len(out)]
+            out += piece
+            self._pos = len(piece)
+        self.total += len(out)
+        return memoryview(out)
 
     def chunks(self, n: int) -> Iterator[memoryview]:
-        """The next ``n`` bytes as successive views. A view stays valid until
-        two more have been taken: big members are hashed in another thread."""
-        buffered = min(n, self._end - self._pos)
-        if buffered:
-            yield self.take(buffered)
-            n -= buffered
-        if n <= 0:
-            return
-        if self._spare is None:
-            self._spare = memoryview(bytearray(_CHUNK))
-        self._pos = self._end = 0  # the main buffer is refilled below
-        flip = True
+        """The next ``n`` bytes as successive views (fewer at the end of the stream)."""
         while n > 0:
-            view = (self._spare if flip else self._view)
-            assert view is not None
-            got = self._read_into(view[:min(n, _CHUNK)])
-            if not got:
+            if self._pos >= len(self._cur) and not self._next():
                 return
-            self.total += got
-            n -= got
-            flip = not flip
-            yield view[:got]
+            piece = self._cur[self._pos:self._pos + n]
+            self._pos += len(piece)
+            self.total += len(piece)
+            n -= len(piece)
+            yield piece
 
     def skip(self, n: int) -> int:
+        """Discard up to ``n`` bytes; returns how many there were."""
         done = 0
-        while done < n:
-            got = len(self.take(min(n - done, _CHUNK)))
-            if not got:
-                break
-            done += got
+        for piece in self.chunks(n):
+            done += len(piece)
         return done
 
 
@@ -391,7 +416,7 @@ class _Reader:
     def _extra(self, size: int) -> bytes:
         if size > _MAX_HEADER:
             raise _Damaged(f"a tar header of {size} bytes is implausibly large")
-        data = self.src.take_bytes(size)
+        data = bytes(self.src.take(size))
         if len(data) < size:
             raise _Damaged(self._truncated())
         self.src.skip(-size % _BLOCK)
@@ -452,7 +477,7 @@ class _Reader:
             self.last = path
             return _Member(path, _text(linkname), type_, mode, size, type_ == b"S")
         info = {**self.globals, **pax}
-        path = info.get("path")
+        path = info.get("path") or ""
         if not path:
             if longname is not None:
                 path = longname.decode("utf-8", "surrogateescape")
@@ -780,7 +805,7 @@ class _Unpacker:
                 if out is not None:
                     _write_all(out, piece)
                 if previous is not None:
-                    previous.result()  # its buffer is about to be refilled
+                    previous.result()  # at most two chunks in flight: bounded memory
                 previous = current
                 got += len(piece)
         finally:
@@ -845,13 +870,15 @@ def _unpack(source: Source, root_fd: Optional[int], label: Optional[str],
     with _opened(source) as (raw, name):
         unpacker = _Unpacker(label or name, root_fd, sha256_checked, readonly)
         stream, kind, head = _decompressed(raw, label or name)
+        src = _Input(stream, kind)
         try:
-            return unpacker.run(_Input(stream, kind))
+            return unpacker.run(src)
         except _NotTar as e:
             raise unpacker.not_tar(head, kind, e.args[0]) from None
         except _Damaged as e:
             raise unpacker.corrupt(str(e)) from None
         finally:
+            src.close()
             if stream is not raw:
                 with contextlib.suppress(Exception):  # a damaged stream may fail to close
                     stream.close()
