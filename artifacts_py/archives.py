@@ -37,12 +37,14 @@ import struct
 import tarfile
 import threading
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
 
 from .errors import ArtifactError, UnsafeArchiveError, UnsupportedArchiveError
 from .files import open_dir_at, remove_tree, walk
 from .treehash import MODE_EXEC, MODE_FILE, MODE_LINK, TreeBuilder, blob_header, blob_sha1
+
+if TYPE_CHECKING:  # imported when a big member needs it (it costs a few ms)
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 _CHUNK = 1 << 20
 _BLOCK = 512
@@ -243,8 +245,9 @@ class _Input:
         self._pos = 0
         self._eof = False
         self.total = 0  # bytes consumed
-        threading.Thread(target=self._produce, args=(raw,), daemon=True,
-                         name="artifacts-py-untar").start()
+        self._thread = threading.Thread(target=self._produce, args=(raw,), daemon=True,
+                                        name="artifacts-py-untar")
+        self._thread.start()
 
     # -- the helper thread ---------------------------------------------------
 
@@ -277,11 +280,14 @@ class _Input:
             self._put(e)
 
     def close(self) -> None:
-        """Stop the helper thread (it ends after its current read)."""
+        """Stop the helper thread, and let its current read finish before the
+        caller closes the stream (a blocked network read is not waited for long:
+        the thread then ends by itself when that read returns)."""
         self._stop.set()
         with contextlib.suppress(queue.Empty):
             while True:
                 self._queue.get_nowait()
+        self._thread.join(timeout=2.0)
 
     # -- the reading thread ----------------------------------------------------
 
@@ -550,7 +556,7 @@ class _Unpacker:
         self.fix_umask = umask is None or bool(umask & 0o777)
         self.umask = 0o777 if umask is None else umask
         self.cached: Optional[Tuple[str, int]] = None  # (folder, its open fd)
-        self.pool: Optional[ThreadPoolExecutor] = None
+        self.pool: "Optional[ThreadPoolExecutor]" = None
 
     # -- errors ------------------------------------------------------------
 
@@ -793,9 +799,11 @@ class _Unpacker:
     def _copy_big(self, src: _Input, m: _Member, h: Any, out: Optional[int]) -> None:
         """Stream a big member; its sha1 runs in a helper thread, beside the writes."""
         if self.pool is None and m.size > _BIG:
+            from concurrent.futures import ThreadPoolExecutor
+
             self.pool = ThreadPoolExecutor(1, thread_name_prefix="artifacts-py-sha1")
         pool = self.pool if m.size > _BIG else None
-        previous: Optional[Future[None]] = None
+        previous: "Optional[Future[None]]" = None
         got = 0
         try:
             for piece in src.chunks(m.size):
@@ -913,7 +921,7 @@ def extract_tarball(source: Source, dest: PathLike, *, label: Optional[str] = No
         if next(it, None) is not None:
             raise FileExistsError(errno.ENOTEMPTY, "extract_tarball unpacks only into an "
                                   "empty directory; use a fresh temporary one", target)
-    root_fd = os.open(target, _DIR_FLAGS)
+    root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
     try:
         return _unpack(source, root_fd, label, sha256_checked, readonly)
     finally:

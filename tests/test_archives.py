@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -20,7 +21,8 @@ from hypothesis import strategies as st
 
 from artifacts_py.archives import (compression_for, create_archive, detect_compression,
                                    extract_tarball, open_decompressed, tarball_tree_hash)
-from artifacts_py.errors import ArtifactError, UnsafeArchiveError, UnsupportedArchiveError
+from artifacts_py.errors import (ArtifactError, DownloadError, UnsafeArchiveError,
+                                 UnsupportedArchiveError)
 from artifacts_py.files import remove_tree
 from artifacts_py.treehash import EMPTY_TREE, compute_git_tree_sha1, compute_sha256
 from tarfactory import TarFactory, deep_tree, deep_tree_hash, low_recursion_limit
@@ -809,3 +811,27 @@ def test_create_archive_compression_argument(tmp_path):
         assert f"{name}: the name says {says}" in message and repr(compression) in message
         assert not (tmp_path / name).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.bz2", "plain", "src"]
+
+
+class _Broken(_Dribble):
+    """A download that fails half-way with the transport's own error."""
+
+    def readinto(self, b) -> int:
+        if self._pos > len(self._data) // 2:
+            raise DownloadError("https://example.org/a.tar.gz: connection reset; retrying "
+                                "will be tried by the caller", url="https://example.org/a.tar.gz")
+        return super().readinto(b)
+
+
+def test_a_failing_stream_keeps_its_own_error_and_no_thread_is_left(tmp_path):
+    src = new_dir(tmp_path / "src")
+    (src / "data").write_bytes(os.urandom(1 << 20))
+    archive = tmp_path / "a.tar.gz"
+    create_archive(src, archive)
+    with pytest.raises(DownloadError, match="connection reset"):
+        extract_tarball(_Broken(archive.read_bytes()), new_dir(tmp_path / "dest"),
+                        label="https://example.org/a.tar.gz")
+    evil = TarFactory().file("../x", b"x").write(tmp_path / "evil.tar")
+    with pytest.raises(UnsafeArchiveError):
+        extract_tarball(evil, new_dir(tmp_path / "dest2"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("artifacts-py")]
