@@ -552,8 +552,7 @@ class _Unpacker:
         write_bits = 0 if readonly else 0o200
         self.file_modes = (0o444 | write_bits, 0o555 | write_bits)
         umask = _umask()
-        # Modes to force with fchmod when the umask would take bits away.
-        self.fix_umask = umask is None or bool(umask & 0o777)
+        # Bits the umask takes away: those modes are forced with (f)chmod.
         self.umask = 0o777 if umask is None else umask
         self.cached: Optional[Tuple[str, int]] = None  # (folder, its open fd)
         self.pool: "Optional[ThreadPoolExecutor]" = None
@@ -583,10 +582,14 @@ class _Unpacker:
             what = "it looks like a web page, perhaps an error or login page served instead of the file"
         else:
             what = "its first bytes are not a tar header"
+        if self.sha256_checked:
+            advice = ("its sha256 matches the pinned one, so this very file was pinned: its "
+                      "publisher must replace it with a tarball and re-pin it")
+        else:
+            advice = "check that the URL or file points at the archive itself"
         return UnsupportedArchiveError(
             f"{self.label}: not a tar archive ({what}); artifacts-py installs tarballs "
-            "(.tar, optionally gzip, bzip2, xz or zstd compressed); check that the URL or "
-            "file points at the archive itself")
+            f"(.tar, optionally gzip, bzip2, xz or zstd compressed); {advice}")
 
     def _too_long(self, m: _Member) -> UnsupportedArchiveError:
         longest = max((p for p in m.name.split("/")), key=lambda p: len(os.fsencode(p)))
@@ -771,7 +774,7 @@ class _Unpacker:
             fd = os.open(name, _OPEN_FLAGS, mode, dir_fd=folder)
         except FileExistsError:
             raise self._collision(m) from None
-        if self.fix_umask and self.umask & mode:
+        if self.umask & mode:
             os.fchmod(fd, mode)
         return fd
 

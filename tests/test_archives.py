@@ -616,7 +616,10 @@ def test_not_a_tar_archive(tmp_path, name, data, what):
         assert message.startswith(f"{url}: not a tar archive (") and what in message
         assert ".download-" not in message and "Error" not in message
         assert "_" not in message.split(":", 2)[-1]  # no internal class or temp name
+        assert "points at the archive itself" in message
     assert os.listdir(tmp_path / f"dest-{name}") == []
+    with pytest.raises(UnsupportedArchiveError, match="publisher must replace it"):
+        tarball_tree_hash(path, label=url, sha256_checked=True)
 
 
 def test_gzip_with_bad_crc_is_detected(tmp_path):
