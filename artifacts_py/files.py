@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Iterator, List, NamedTuple, Optional, Tuple
+from typing import Container, Iterator, List, NamedTuple, Optional, Tuple
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 # Errors from opening a name that is no longer the directory it was.
@@ -89,11 +89,13 @@ def _listing(fd: int, sort: bool) -> List[Tuple[str, os.stat_result]]:
     return out
 
 
-def walk(root: "str | os.PathLike[str]", *, sort: bool = False) -> Iterator[Entry]:
+def walk(root: "str | os.PathLike[str]", *, sort: bool = False,
+         prune: Container[str] = ()) -> Iterator[Entry]:
     """Every file, symlink and folder below ``root``, depth first.
 
     A folder is yielded before its content; with ``sort`` siblings come in
     the order of their name bytes. Symlinks are yielded, never followed.
+    Folders named in ``prune`` are yielded but not entered.
     """
     cur = _Cursor(os.fspath(root))
     try:
@@ -110,7 +112,7 @@ def walk(root: "str | os.PathLike[str]", *, sort: bool = False) -> Iterator[Entr
             name, st = todo.pop()
             rel = prefix + name
             yield Entry(rel, name, cur.fd, st)
-            if stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode) and name not in prune:
                 try:
                     cur.down(name, st)
                 except FileNotFoundError:

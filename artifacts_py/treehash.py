@@ -203,16 +203,9 @@ def iter_tree(directory: PathLike) -> Iterable[Tuple[bytes, bytes, bytes]]:
     """
     from .files import walk
 
-    skip = ""  # rel prefix of a .git folder being skipped
-    for e in walk(directory):
-        if skip and e.rel.startswith(skip):
-            continue
+    for e in walk(directory, prune=(".git",)):
         mode = e.st.st_mode
-        if e.name == ".git":
-            if stat.S_ISDIR(mode):
-                skip = e.rel + "/"
-            continue
-        if stat.S_ISDIR(mode):
+        if e.name == ".git" or stat.S_ISDIR(mode):
             continue
         rel = os.fsencode(e.rel)
         if stat.S_ISLNK(mode):
@@ -220,9 +213,11 @@ def iter_tree(directory: PathLike) -> Iterable[Tuple[bytes, bytes, bytes]]:
         elif stat.S_ISREG(mode):
             yield rel, mode_for(mode), file_blob_sha1(e.name, e.st.st_size, dir_fd=e.dir_fd)
         else:
-            raise ValueError(
+            from .errors import UnsupportedArchiveError  # a ValueError too
+
+            raise UnsupportedArchiveError(
                 f"{os.path.join(os.fspath(directory), e.rel)}: cannot hash a device, FIFO or "
-                "socket; an artifact may hold only files, directories and symlinks")
+                "socket; an artifact may hold only files, directories and symlinks; remove it")
 
 
 def compute_git_tree_sha1(directory: PathLike) -> str:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artifacts_py.treehash import EMPTY_TREE, TreeBuilder, blob_sha1, compute_git_tree_sha1
+from artifacts_py.errors import UnsupportedArchiveError
 from artifacts_py.files import remove_tree
 from tarfactory import deep_tree, deep_tree_hash, low_recursion_limit
 
@@ -194,3 +195,16 @@ def test_tree_builder_matches_a_plain_model(ops):
         reference._last = None  # the slow path only
         reference.add(key, mode, sha)
     assert builder.hexdigest() == reference.hexdigest()
+
+
+def test_git_folder_is_skipped_and_fifo_refused(tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    expected = compute_git_tree_sha1(tmp_path)
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "objects" / "o").write_bytes(b"object")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".git").write_bytes(b"gitdir: elsewhere")  # a submodule's file
+    assert compute_git_tree_sha1(tmp_path) == expected
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(UnsupportedArchiveError, match="pipe: cannot hash a device, FIFO"):
+        compute_git_tree_sha1(tmp_path)
