@@ -168,6 +168,20 @@ def _empty_folder(cur: _Cursor) -> List[str]:
     return subdirs
 
 
+def _chmod_folder(dir_fd: int, name: str) -> None:
+    """Give folder ``name`` owner rwx; a symlink put there meanwhile is not followed."""
+    o_path = getattr(os, "O_PATH", 0)
+    if not o_path:
+        os.chmod(name, 0o700, dir_fd=dir_fd)
+        return
+    fd = os.open(name, o_path | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                 dir_fd=dir_fd)
+    try:
+        os.chmod(f"/proc/self/fd/{fd}", 0o700)  # the folder opened above, nothing else
+    finally:
+        os.close(fd)
+
+
 def _enter(cur: _Cursor, name: str) -> bool:
     """Go into subfolder ``name`` for removal; False if it is gone or not a folder."""
     for attempt in (1, 2):
@@ -179,7 +193,7 @@ def _enter(cur: _Cursor, name: str) -> bool:
         except PermissionError:
             if attempt == 2:
                 raise
-            os.chmod(name, 0o700, dir_fd=cur.fd)  # a folder with no read bit
+            _chmod_folder(cur.fd, name)  # a folder with no read bit
         except OSError as e:
             if e.errno not in _NOT_A_DIR:
                 raise
