@@ -381,7 +381,10 @@ def _checksum_ok(block: bytes, stored: bytes) -> bool:
         want = _number(stored)
     except ValueError:
         return False
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    # The byte sum, computed in C: Adler-32's low half is 1 + the sum of the
+    # bytes modulo 65521, exact for 256 bytes (at most 65,280).
+    total = (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
+    unsigned = total - sum(block[148:156]) + 8 * 32
     if want == unsigned:
         return True
     high = sum(1 for b in block[:148] if b > 127) + sum(1 for b in block[156:] if b > 127)
