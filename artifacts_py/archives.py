@@ -40,7 +40,7 @@ import zlib
 from typing import TYPE_CHECKING, Any, BinaryIO, Dict, Iterator, List, Optional, Tuple, Union
 
 from .errors import ArtifactError, UnsafeArchiveError, UnsupportedArchiveError
-from .files import open_dir_at, remove_tree, walk
+from .files import open_dir_at, remove_tree, umask, walk
 from .treehash import MODE_EXEC, MODE_FILE, MODE_LINK, TreeBuilder, blob_header, blob_sha1
 
 if TYPE_CHECKING:  # imported when a big member needs it (it costs a few ms)
@@ -517,18 +517,6 @@ def _show(name: str, limit: int = 80) -> str:
     return f"'{text}'"
 
 
-def _umask() -> Optional[int]:
-    """The process umask without changing it (Linux); None when unknown."""
-    try:
-        with open("/proc/self/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def _write_all(fd: int, data: memoryview) -> None:
     while data:
         n = os.write(fd, data)
@@ -554,9 +542,9 @@ class _Unpacker:
         self.nodes: Dict[str, Tuple[str, Optional[bytes]]] = {}
         write_bits = 0 if readonly else 0o200
         self.file_modes = (0o444 | write_bits, 0o555 | write_bits)
-        umask = _umask()
+        mask = umask()
         # Bits the umask takes away: those modes are forced with (f)chmod.
-        self.umask = 0o777 if umask is None else umask
+        self.umask = 0o777 if mask is None else mask
         self.cached: Optional[Tuple[str, int]] = None  # (folder, its open fd)
         self.pool: "Optional[ThreadPoolExecutor]" = None
 

@@ -268,6 +268,20 @@ def _remove_pass(path: str, dir_fd: Optional[int]) -> bool:
     return False
 
 
+def umask() -> Optional[int]:
+    """The process umask, read without changing it (Linux's /proc); None
+    when unknown (then set modes explicitly: ``os.umask`` to read it would
+    race with other threads creating files)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 # Longest relative path handed to one openat call: well under PATH_MAX (4096).
 _PATH_STEP = 3000
 
@@ -301,4 +315,4 @@ def open_dir_at(dir_fd: int, rel: str) -> int:
         raise
 
 
-__all__ = ["Entry", "walk", "make_readonly", "remove_tree", "open_dir_at"]
+__all__ = ["Entry", "walk", "make_readonly", "remove_tree", "open_dir_at", "umask"]

@@ -13,7 +13,7 @@ from typing import List
 
 import pytest
 
-from artifacts_py.files import make_readonly, open_dir_at, remove_tree, walk
+from artifacts_py.files import make_readonly, open_dir_at, remove_tree, umask, walk
 from tarfactory import deep_tree, low_recursion_limit
 
 
@@ -189,3 +189,12 @@ def test_open_dir_at_opens_paths_longer_than_path_max(tmp_path):
     finally:
         os.close(fd)
     assert os.listdir(tmp_path) == ["loop"]
+
+
+def test_umask_is_read_without_changing_it():
+    old = os.umask(0o027)
+    try:
+        assert umask() == 0o027
+        assert os.umask(0o027) == 0o027  # unchanged by the read
+    finally:
+        os.umask(old)
