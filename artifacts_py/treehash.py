@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from typing import Any, Dict, Iterable, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 MODE_FILE = b"100644"
 MODE_EXEC = b"100755"
@@ -50,19 +50,24 @@ _buffers = threading.local()
 
 def hash_file(path: PathLike, *hashes: Any) -> int:
     """Read ``path`` once, feeding every hash object; return the bytes read."""
-    total = 0
+    with open(path, "rb", buffering=0) as f:
+        return _feed(f, hashes)
+
+
+def _feed(f: Any, hashes: Sequence[Any]) -> int:
+    """Read ``f`` to its end, feeding every hash object; return the bytes read."""
     buf = getattr(_buffers, "buf", None)
     if buf is None:  # one read buffer per thread, not one per (small) file
         buf = _buffers.buf = bytearray(_CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                return total
-            total += n
-            for h in hashes:
-                h.update(view[:n])
+    total = 0
+    while True:
+        n = f.readinto(buf)
+        if not n:
+            return total
+        total += n
+        for h in hashes:
+            h.update(view[:n])
 
 
 def blob_hasher(size: int) -> Any:
@@ -72,15 +77,21 @@ def blob_hasher(size: int) -> Any:
     return sha1(blob_header(size))
 
 
-def file_blob_sha1(path: PathLike, size: int) -> bytes:
-    """Raw git blob hash of a regular file of known ``size``."""
+def file_blob_sha1(path: PathLike, size: int, dir_fd: Optional[int] = None) -> bytes:
+    """Raw git blob hash of a regular file of known ``size`` (``path``
+    relative to ``dir_fd`` when given; a symlink there is not followed)."""
     h = blob_hasher(size)
-    if size <= _WHOLE_READ_LIMIT:  # one read beats a chunk loop for the many-small-files case
-        with open(path, "rb", buffering=0) as f:
-            h.update(f.read())
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
+    if size <= _WHOLE_READ_LIMIT:  # one read beats a chunk loop for many small files
+        try:
+            h.update(os.read(fd, size))
+        finally:
+            os.close(fd)
     else:
-        hash_file(path, h)
-    return h.digest()
+        with open(fd, "rb", buffering=0) as f:
+            _feed(f, (h,))
+    digest: bytes = h.digest()
+    return digest
 
 
 def mode_for(st_mode: int) -> bytes:
@@ -101,11 +112,20 @@ class TreeBuilder:
 
     def __init__(self) -> None:
         self._root: Dict[bytes, object] = {}
+        # The folder of the last add: (its path, its dict). Tar members come
+        # folder by folder, so most adds skip the walk from the root.
+        self._last: Optional[Tuple[bytes, Dict[bytes, object]]] = None
 
     def add(self, path: Union[str, bytes], mode: bytes, sha: bytes) -> None:
         """Record a file or symlink. ``sha`` is the raw 20-byte blob hash."""
-        parts = (os.fsencode(path) if isinstance(path, str) else path).split(b"/")
-        parts = [p for p in parts if p and p != b"."]
+        raw = path.encode("utf-8", "surrogateescape") if isinstance(path, str) else path
+        last = self._last
+        if last is not None:
+            head, _, leaf = raw.rpartition(b"/")
+            if head == last[0] and leaf and leaf != b"." and leaf != b".git":
+                last[1][leaf] = (mode, sha)
+                return
+        parts = [p for p in raw.split(b"/") if p and p != b"."]
         if not parts or b".git" in parts:
             return
         node = self._root
@@ -115,10 +135,15 @@ class TreeBuilder:
                 child = node[part] = {}
             node = child
         node[parts[-1]] = (mode, sha)
+        folder = b"/".join(parts[:-1])
+        normal = raw == (folder + b"/" + parts[-1] if folder else parts[-1])
+        self._last = (folder, node) if normal else None
 
     def remove(self, path: Union[str, bytes]) -> None:
         """Forget a path (and anything below it), e.g. when a tar entry is replaced."""
-        parts = [p for p in (os.fsencode(path) if isinstance(path, str) else path).split(b"/") if p]
+        self._last = None
+        raw = path.encode("utf-8", "surrogateescape") if isinstance(path, str) else path
+        parts = [p for p in raw.split(b"/") if p and p != b"."]
         node = self._root
         for part in parts[:-1]:
             node = node.get(part)  # type: ignore[assignment]
@@ -133,17 +158,11 @@ class TreeBuilder:
         return sha.hex() if sha is not None else EMPTY_TREE
 
 
-def _tree_sha(node: Dict[bytes, object]):
-    entries = []
-    for name, child in node.items():
-        if isinstance(child, dict):
-            sha = _tree_sha(child)
-            if sha is None:  # no file anywhere below: git drops it
-                continue
-            entries.append((name + b"/", MODE_TREE, name, sha))
-        else:
-            mode, sha = child  # type: ignore[misc]
-            entries.append((name, mode, name, sha))
+_TreeEntry = Tuple[bytes, bytes, bytes, bytes]  # (sort key, mode, name, raw sha)
+
+
+def _tree_object(entries: List[_TreeEntry]) -> Optional[bytes]:
+    """Raw sha1 of one git tree object; None for a tree with nothing in it."""
     if not entries:
         return None
     entries.sort(key=lambda e: e[0])
@@ -153,30 +172,52 @@ def _tree_sha(node: Dict[bytes, object]):
     return sha1(b"tree %d\0" % len(body) + body).digest()
 
 
+def _tree_sha(root: Dict[bytes, object]) -> Optional[bytes]:
+    """Post-order over the nested dicts, with a stack instead of recursion
+    (a tree may be thousands of folders deep)."""
+    # Frames: (name in parent, remaining children, entries so far).
+    stack: List[Tuple[bytes, Iterator[Tuple[bytes, object]], List[_TreeEntry]]] = [
+        (b"", iter(root.items()), [])]
+    while True:
+        name, children, entries = stack[-1]
+        for child_name, child in children:
+            if isinstance(child, dict):
+                stack.append((child_name, iter(child.items()), []))
+                break
+            leaf: Tuple[bytes, bytes] = child  # type: ignore[assignment]
+            entries.append((child_name, leaf[0], child_name, leaf[1]))
+        else:
+            stack.pop()
+            sha = _tree_object(entries)
+            if not stack:
+                return sha
+            if sha is not None:  # a folder without any file below: git drops it
+                stack[-1][2].append((name + b"/", MODE_TREE, name, sha))
+
+
 def iter_tree(directory: PathLike) -> Iterable[Tuple[bytes, bytes, bytes]]:
     """Yield (relative path bytes, git mode, raw blob sha) for every file and
-    symlink under ``directory``, never following symlinks and skipping ``.git``."""
-    root = os.fspath(directory)
-    stack = [(root, b"")]
-    while stack:
-        dirpath, rel = stack.pop()
-        with os.scandir(dirpath) as it:
-            for entry in it:
-                name = os.fsencode(entry.name)
-                if name == b".git":
-                    continue
-                relpath = rel + name
-                st = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append((entry.path, relpath + b"/"))
-                elif stat.S_ISLNK(st.st_mode):
-                    yield relpath, MODE_LINK, blob_sha1(os.fsencode(os.readlink(entry.path)))
-                elif stat.S_ISREG(st.st_mode):
-                    yield relpath, mode_for(st.st_mode), file_blob_sha1(entry.path, st.st_size)
-                else:
-                    raise ValueError(
-                        f"{entry.path}: cannot hash a device, FIFO or socket; "
-                        "an artifact may hold only files, directories and symlinks")
+    symlink under ``directory``, never following symlinks and skipping ``.git``.
+
+    The walk is iterative (:func:`artifacts_py.files.walk`): any depth works.
+    """
+    from .files import walk
+
+    for e in walk(directory, prune=(".git",)):
+        mode = e.st.st_mode
+        if e.name == ".git" or stat.S_ISDIR(mode):
+            continue
+        rel = os.fsencode(e.rel)
+        if stat.S_ISLNK(mode):
+            yield rel, MODE_LINK, blob_sha1(os.fsencode(os.readlink(e.name, dir_fd=e.dir_fd)))
+        elif stat.S_ISREG(mode):
+            yield rel, mode_for(mode), file_blob_sha1(e.name, e.st.st_size, dir_fd=e.dir_fd)
+        else:
+            from .errors import UnsupportedArchiveError  # a ValueError too
+
+            raise UnsupportedArchiveError(
+                f"{os.path.join(os.fspath(directory), e.rel)}: cannot hash a device, FIFO or "
+                "socket; an artifact may hold only files, directories and symlinks; remove it")
 
 
 def compute_git_tree_sha1(directory: PathLike) -> str:

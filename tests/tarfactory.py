@@ -8,12 +8,16 @@ that the unpacker refuses them.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
+import hashlib
 import io
 import lzma
 import os
+import sys
 import tarfile
-from typing import Dict, Optional
+from pathlib import Path
+from typing import Dict, Iterator, Optional
 
 import zstandard
 
@@ -81,3 +85,55 @@ class TarFactory:
         with open(path, "wb") as f:
             f.write(COMPRESSORS[compression](self.getvalue()))
         return os.fspath(path)
+
+
+def deep_tree(root: Path, depth: int, every: int = 1) -> str:
+    """``root/d/d/.../d`` ``depth`` folders deep, with a file ``f`` in every
+    ``every``-th folder and an exec file at the bottom; built through
+    descriptors since the path is longer than PATH_MAX. Returns the deepest rel path."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for level in range(1, depth + 1):
+        os.mkdir("d", dir_fd=fd)
+        nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+        if level % every == 0 or level == depth:
+            mode = 0o755 if level == depth else 0o644
+            f = os.open("f", os.O_WRONLY | os.O_CREAT, mode, dir_fd=fd)
+            os.write(f, b"level %d\n" % level)
+            os.close(f)
+    os.close(fd)
+    return "/".join(["d"] * depth)
+
+
+def deep_tree_hash(depth: int, every: int = 1) -> str:
+    """git-tree-sha1 of ``deep_tree(root, depth, every)``, computed here from git's
+    object format alone, bottom-up (an oracle independent of artifacts_py)."""
+    def blob(data: bytes) -> bytes:
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).digest()
+
+    below = b""
+    for level in range(depth, 0, -1):
+        entries = []
+        if below:
+            entries.append(b"40000 d\0" + below)
+        if level % every == 0 or level == depth:
+            mode = b"100755" if level == depth else b"100644"
+            entries.append(mode + b" f\0" + blob(b"level %d\n" % level))
+        if entries:  # "d/" sorts before "f"
+            body = b"".join(entries)
+            below = hashlib.sha1(b"tree %d\0" % len(body) + body).digest()
+    body = b"40000 d\0" + below
+    return hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
+
+
+@contextlib.contextmanager
+def low_recursion_limit(limit: int = 200) -> Iterator[None]:
+    """Python's recursion limit far below the depths a test uses."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)

