@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import hash_mismatch
+from .files import umask
 from .progress import Bar
 from .treehash import MODE_FILE, TreeBuilder, blob_hasher, hash_file
 
@@ -254,21 +255,9 @@ _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \
     getattr(os, "O_CLOEXEC", 0)
 
 
-def _umask() -> Optional[int]:
-    """The process umask, read without changing it (Linux's /proc), else None."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
 # The usual umask (022, 002) leaves 0444 alone: then open() alone sets the mode and
 # the fchmod per file (a syscall out of about six) is skipped.
-_NEEDS_CHMOD = (_umask() or 0o777) & FILE_MODE != 0
+_NEEDS_CHMOD = (umask() or 0o777) & FILE_MODE != 0
 
 
 def create(dst: str) -> int:

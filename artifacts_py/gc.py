@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple, TypedDict
 
 from . import depot, store
+from .files import remove_tree
 from .errors import ArtifactError, InvalidArgumentError
 from .treehash import is_sha1_hex
 from .usage import recorded_tomls
@@ -161,11 +162,11 @@ def _collect(dry_run: bool, max_size: Optional[int], now: Optional[float]) -> Gc
         for info in report.removed:
             store.retire(Path(info["path"]))
         for leftover in report.temp_removed:
-            store.remove_tree(leftover)
+            remove_tree(leftover)
         for lock in report.locks_removed:
             Path(lock).unlink(missing_ok=True)
         for cache in caches:
-            store.remove_tree(cache)
+            remove_tree(cache)
     return report
 
 

@@ -25,7 +25,7 @@ from .fill import run_pool
 from .gobbler.protocol import GobblerSource, check_manifest, check_name, skipped
 from .sources.gobbler_registry import read_manifest
 from .sources.gobbler_rest import fetch_manifest
-from .store import remove_tree
+from .files import remove_tree
 from .treehash import MODE_FILE, TreeBuilder, blob_hasher, hash_file
 
 

@@ -31,6 +31,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 from . import settings
 from .depot import artifacts_dir, get_cache_dir, require_hash
 from .errors import (ArtifactError, DepotError, InstallError, OfflineError, hash_mismatch)
+from .files import make_readonly, remove_tree
 from .progress import Bar
 from .sources.base import Filled, Source
 
@@ -379,38 +380,3 @@ def retire(path: Path) -> bool:
         return False
     remove_tree(doomed)
     return True
-
-
-def make_readonly(root: Path) -> None:
-    """Clear write bits on every regular file below ``root`` (dirs stay writable)."""
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode) and st.st_mode & 0o222:
-                os.chmod(p, stat.S_IMODE(st.st_mode) & ~0o222)
-
-
-def remove_tree(path: "str | os.PathLike[str]") -> None:
-    """``rm -rf`` that also works on read-only files and tolerates races."""
-    import shutil
-    import sys
-
-    def onerror(func: Any, p: str, err: BaseException) -> None:
-        if isinstance(err, FileNotFoundError):
-            return
-        try:
-            os.chmod(os.path.dirname(p), 0o755)
-            if not os.path.islink(p):
-                os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
-            func(p)
-        except FileNotFoundError:
-            pass
-
-    if os.path.islink(path) or os.path.isfile(path):
-        os.unlink(path)
-    elif os.path.isdir(path):
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=onerror)
-        else:
-            shutil.rmtree(path, onerror=lambda f, p, e: onerror(f, p, e[1]))

@@ -160,7 +160,7 @@ def breakdown(root: Path, info: Dict[str, str], repeat: int) -> None:
     """Each phase of our install alone (best of ``repeat``), to see where time goes."""
     import subprocess
 
-    from artifacts_py import archives, store, transport
+    from artifacts_py import archives, files, transport
 
     tarball = root / "phase.download"
     url, sha = info["url"], info["sha256"]
@@ -193,7 +193,7 @@ def breakdown(root: Path, info: Dict[str, str], repeat: int) -> None:
          lambda _: archives.tarball_tree_hash(local), none),
         ("extract_tarball (the above + write files)",
          lambda d: archives.extract_tarball(local, d), fresh_dir),
-        ("make_readonly (walk + chmod)", store.make_readonly, extracted_dir),
+        ("make_readonly (walk + chmod)", files.make_readonly, extracted_dir),
     ]
     if not local.endswith(".gz"):
         del phases[2]

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import artifacts_py
-from artifacts_py import store
+from artifacts_py import files, store
 from artifacts_py.binding import bind_artifact
 from artifacts_py.gc import collect_garbage
 from core_helpers import depot_leftovers, make_tarball
@@ -116,7 +116,7 @@ def test_temp_dirs_name_their_owner_and_dead_ones_are_reaped(isolated_depot, tmp
     toml, _ = _mirror_toml(tmp_path, http_server)
     artifacts_py.artifact("Data", toml)
     assert not crashed.exists() and mine.is_dir() and other_host.is_dir()
-    store.remove_tree(mine)
+    files.remove_tree(mine)
 
 
 def test_gc_removes_stale_lock_files_and_reports_them(isolated_depot, tmp_path, http_server):
