@@ -16,7 +16,7 @@ import pytest
 from artifacts_py import create_artifact, depot
 
 COMMANDS = ["add", "create", "bind", "unbind", "publish", "fetch", "path", "status", "verify",
-            "ls", "gc"]
+            "rm", "ls", "depot", "gc", "gobbler", "help", "completion"]
 
 
 def run(args: List[str], cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
@@ -60,7 +60,7 @@ def test_help_for_every_command(tmp_path):
     for cmd in COMMANDS + ["serve"]:
         out = run([cmd, "--help"], tmp_path)
         assert out.stdout.startswith(f"usage: artifacts {cmd}")
-        if cmd in ("add", "create", "fetch", "status", "verify", "ls", "gc"):
+        if cmd not in ("gobbler", "help", "completion", "serve"):
             assert "--json" in out.stdout
 
 
@@ -78,7 +78,8 @@ def test_create_prints_hashes(tmp_path):
     out = json.loads(run(["create", "d", "--archive", "d.tar.xz", "--compression", "xz", "--json"],
                          tmp_path).stdout)
     assert out == create_artifact(tmp_path / "d", tmp_path / "again.tar.xz", "xz") | {
-        "archive_path": "d.tar.xz"}
+        "archive_path": "d.tar.xz", "size": 1,  # the tree's bytes, as everywhere
+        "archive_size": (tmp_path / "d.tar.xz").stat().st_size}
     text = run(["create", "d"], tmp_path).stdout
     assert text.strip() == f"git-tree-sha1 = {out['git_tree_sha1']}"
 
@@ -141,11 +142,12 @@ def test_bind_unbind_fetch_lazy(served):
     run(["bind", "Lazy", made2["git_tree_sha1"], "--download-url", url2, "--sha256", made2["sha256"],
          "--lazy"], work)
     fetched = json.loads(run(["fetch", "--json", "-q"], work).stdout)
-    assert list(fetched) == ["Eager"]  # lazy ones only on request
+    assert list(fetched["installed"]) == ["Eager"] and fetched["failed"] == {}  # lazy: on request
     assert not (depot.artifacts_dir() / made2["git_tree_sha1"]).exists()
     assert "Lazy" in run(["fetch", "Lazy", "-q"], work).stdout
     assert (depot.artifacts_dir() / made2["git_tree_sha1"] / "b.txt").is_file()
-    assert set(json.loads(run(["fetch", "--include-lazy", "--json"], work).stdout)) == {"Eager", "Lazy"}
+    assert set(json.loads(run(["fetch", "--include-lazy", "--json"], work).stdout)["installed"]) \
+        == {"Eager", "Lazy"}
 
     run(["unbind", "Lazy"], work)
     assert list(tomllib.loads((work / "Artifacts.toml").read_text())) == ["Eager"]
@@ -199,6 +201,9 @@ def test_toml_from_env_and_option(served):
     work, srv = served
     url, made = srv["one"]
     other = work / "elsewhere" / "My.toml"
+    err = run(["add", "One", url, "-q", "--toml", str(other)], work, ok=False).stderr
+    assert "elsewhere does not exist" in err and not other.parent.exists()  # no new folders
+    other.parent.mkdir()
     run(["add", "One", url, "-q", "--toml", str(other)], work)
     assert other.is_file() and not (work / "Artifacts.toml").exists()
     env_run = subprocess.run([sys.executable, "-m", "artifacts_py.cli", "status", "--json"], cwd=work,
@@ -235,7 +240,8 @@ BAD_HASH = "1" * 39
     (["publish", "X", "nodir", "--project", "p", "--asset", "a", "--version", "v", "--url",
       "http://127.0.0.1:9"], "nodir"),
     (["serve", "-port", "notanumber"], "notanumber"),
-    ([], "COMMAND"),
+    (["gobbler"], "ACTION"),
+    (["help", "nope"], "invalid choice"),
 ])
 def test_bad_input_gives_one_line_and_nonzero(tmp_path, args, needle):
     (tmp_path / "d").mkdir()
@@ -257,10 +263,12 @@ def test_no_toml_anywhere(tmp_path):
         assert "no Artifacts.toml" in run(cmd, tmp_path, ok=False).stderr
 
 
-def test_status_shows_bad_entries_without_failing(tmp_path):
+def test_status_shows_bad_entries_and_fails(tmp_path):
     (tmp_path / "Artifacts.toml").write_text(
         f'[Bad]\ngit-tree-sha1 = "xyz"\n[Good]\ngit-tree-sha1 = "{"1" * 40}"\n')
-    rows = json.loads(run(["status", "--json"], tmp_path).stdout)["artifacts"]
+    out = run(["status", "--json"], tmp_path, ok=False)
+    assert "1 malformed entry (Bad)" in out.stderr
+    rows = json.loads(out.stdout)["artifacts"]
     assert "error" in rows[0] and "git-tree-sha1" in rows[0]["error"]
     assert rows[1]["installed"] is False
 
