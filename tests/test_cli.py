@@ -9,28 +9,14 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import List
 
 import pytest
+from cli_helpers import run
 
 from artifacts_py import create_artifact, depot
 
 COMMANDS = ["add", "create", "bind", "unbind", "publish", "fetch", "path", "status", "verify",
             "rm", "ls", "depot", "gc", "gobbler", "help", "completion"]
-
-
-def run(args: List[str], cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
-    """Run the CLI; check the exit code and the one-line-error rule."""
-    out = subprocess.run([sys.executable, "-m", "artifacts_py.cli", *args], cwd=cwd,
-                         capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in out.stderr, out.stderr
-    if ok:
-        assert out.returncode == 0, out.stderr
-    else:
-        assert out.returncode != 0, out.stdout
-        lines = out.stderr.splitlines()
-        assert len(lines) == 1 and "error" in lines[0], out.stderr
-    return out
 
 
 def make_tarball(tmp_path: Path, name: str, files: dict) -> dict:
