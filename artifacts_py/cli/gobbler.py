@@ -248,9 +248,13 @@ def _info(args: argparse.Namespace, url: str) -> Dict[str, Any]:
             "text": "\n".join(f"{k:<9} {v}" for k, v in {"url": url, **info}.items())}
 
 
-def _runner(action: Action) -> Callable[[argparse.Namespace], int]:
+def _runner(action: Action, name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        result = action(args, _url(args))
+        try:
+            result = action(args, _url(args))
+        except GobblerError as e:  # the client names its Python function: say the command
+            said = re.sub(r"^gobbler [a-z_]+", f"artifacts gobbler {name}", str(e))
+            raise GobblerError(said, status=e.status, reason=e.reason, url=e.url) from None
         text = result.pop("text")
         if args.json:
             print_json(result)
@@ -278,7 +282,7 @@ The registry and staging live in {serve_home()} unless -registry/-staging say ot
     admin = Commands(sp.add_subparsers(dest="admin_command", metavar="ACTION", required=True))
 
     def action(name: str, help: str, examples: str, fn: Action) -> argparse.ArgumentParser:
-        p = admin.add(name, help, examples, _runner(fn), json_out=True, toml=False)
+        p = admin.add(name, help, examples, _runner(fn, name), json_out=True, toml=False)
         p.add_argument("--url", help=f"the service's URL (default ${settings.GOBBLER_URL})")
         p.add_argument("--staging", help="its staging directory as seen from here (default: "
                        "from the service's /info)")
