@@ -143,9 +143,10 @@ def _retry(total: int, backoff_factor: float) -> Any:
                     left = min(left, new.connect if new.connect is not None else left)
                 elif error is not None and self._is_read_error(error):
                     left = min(left, new.read if new.read is not None else left)
-                done = len(new.history)
-                retry_log.info("retrying (%d/%d): %s (%s %s)", done, done + left, why,
-                               method, url)
+                done, where = len(new.history), url or ""
+                if _pool is not None and where.startswith("/"):  # urllib3 gives the path only
+                    where = f"{_pool.scheme}://{_pool.host}:{_pool.port}{where}"
+                retry_log.info("retrying (%d/%d): %s (%s)", done, done + left, why, where)
                 return new
 
         _retry_class = CappedRetry

@@ -30,9 +30,9 @@ def run(args: List[str], cwd: Path, ok: bool = True, env: Optional[Dict[str, str
 
 
 class Terminal:
-    """A command whose stderr is a real pseudo-terminal (80x24), read as it runs."""
+    """A command (``argv``) whose stderr is a real pseudo-terminal (80x24), read as it runs."""
 
-    def __init__(self, args: List[str], env: Dict[str, str], cwd: Optional[Path] = None) -> None:
+    def __init__(self, argv: List[str], env: Dict[str, str], cwd: Optional[Path] = None) -> None:
         import fcntl
         import pty
         import struct
@@ -40,7 +40,7 @@ class Terminal:
 
         self.master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        self.proc = subprocess.Popen([*CLI, *args], stderr=slave, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(argv, stderr=slave, stdout=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, env=env, cwd=cwd)
         os.close(slave)
         self.shown = ""

@@ -138,7 +138,7 @@ def one_line(err: BaseException) -> str:
         head = str(err).split("\n", 1)[0]
         tried = [f"({i}) {label}: {_without(label, e)}"
                  for i, (label, e) in enumerate(err.failures, 1)]
-        return _cli_words(f"{head} {' '.join(tried)}")
+        return _cli_words(f"{head} {'; '.join(tried)}")
     text = str(err)
     if isinstance(err, KeyError) and text.startswith(("'", '"')) and len(err.args) == 1:
         text = str(err.args[0])
