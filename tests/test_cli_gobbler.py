@@ -46,7 +46,7 @@ def test_serve_create_project_publish_add_fetch(served, tmp_path):
     publish = ["publish", "Counts", "d", "--project", "demo", "--asset", "counts",
                "--version", "v1", "-q"]
     err = run(publish, work, ok=False, env=env).stderr
-    assert "demo" in err and "does not exist" in err  # no project yet
+    assert "`artifacts gobbler create-project demo`" in err  # no project yet: how to make it
 
     made = json.loads(run(["gobbler", "create-project", "demo", "--uploader", "bob", "--json"],
                           work, env=env).stdout)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import core, depot
-from ..errors import ArtifactError, ArtifactNotFoundError, ArtifactsTomlError
+from ..errors import ArtifactError, ArtifactNotFoundError, ArtifactsTomlError, GobblerError
 from .common import (Commands, check_file_url, failure_summary, human, one_line, platform,
                      print_json, progress, source_summary, toml_path)
 
@@ -248,12 +248,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise ValueError("--archive-url names where the --archive tarball will be served; "
                          "give --archive PATH too")
     toml = toml_path(args, must_exist=False)
-    result = publish_artifact(toml, args.name, args.directory, project=args.project,
-                              asset=args.asset, version=args.version, url=args.url,
-                              staging=args.staging, registry=args.registry,
-                              probation=args.probation, archive=args.archive,
-                              archive_url=args.archive_url, force=args.force,
-                              progress=progress(args), allow_file_url=args.allow_file_url)
+    try:
+        result = publish_artifact(toml, args.name, args.directory, project=args.project,
+                                  asset=args.asset, version=args.version, url=args.url,
+                                  staging=args.staging, registry=args.registry,
+                                  probation=args.probation, archive=args.archive,
+                                  archive_url=args.archive_url, force=args.force,
+                                  progress=progress(args), allow_file_url=args.allow_file_url)
+    except GobblerError as e:
+        if e.status != 404 or f'project "{args.project}" does not exist' not in str(e):
+            raise
+        raise GobblerError(f"{e}; create the project first: `artifacts gobbler create-project "
+                           f"{args.project}`", status=e.status, url=e.url) from None
     if args.json:
         print_json(result)
     else:
