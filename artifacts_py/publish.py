@@ -97,10 +97,10 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     toml_path = Path(toml_path)
     url = url or settings.gobbler_url()
     if not url:
-        raise GobblerError("publish needs the Gobbler REST URL: pass --url or set "
-                           f"{settings.GOBBLER_URL}")
+        raise GobblerError("publish needs the Gobbler REST URL: pass "
+                           f"url='http://host:port' or set {settings.GOBBLER_URL}")
     if toml_path.exists() and name in load_file(toml_path) and not force:
-        raise BindingExistsError(f"{toml_path}: {name!r} is already bound; pass --force "
+        raise BindingExistsError(f"{toml_path}: {name!r} is already bound; pass force=True "
                                          "to re-bind it to the published version")
     for what, value in (("project", project), ("asset", asset), ("version", version)):
         problem = check_name(value, what)
