@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 CLI = [sys.executable, "-m", "artifacts_py.cli"]
 
@@ -78,3 +78,26 @@ class Terminal:
         finally:
             os.close(self.master)
         return self.proc.returncode, self.shown, out.decode(errors="replace")
+
+
+def served_tarball(http_server: Any, tmp_path: Path, name: str,
+                   files: Dict[str, Union[str, bytes]]) -> Dict[str, str]:
+    """A folder of ``files`` packed and served at ``/<name>.tar.gz``: create_artifact's
+    result plus its ``url``."""
+    from artifacts_py import create_artifact
+
+    src = tmp_path / "src" / name
+    src.mkdir(parents=True)
+    for rel, data in files.items():
+        (src / rel).write_bytes(data.encode() if isinstance(data, str) else data)
+    made = dict(create_artifact(src, tmp_path / f"{name}.tar.gz"))
+    made["url"] = http_server.add(f"/{name}.tar.gz", Path(made["archive_path"]).read_bytes())
+    return made
+
+
+def tarball_entry(name: str, made: Dict[str, str], lazy: bool = False) -> str:
+    """An Artifacts.toml entry binding ``name`` to a served tarball."""
+    return (f'[{name}]\ngit-tree-sha1 = "{made["git_tree_sha1"]}"\n'
+            + ("lazy = true\n" if lazy else "")
+            + f'    [[{name}.download]]\n    url = "{made["url"]}"\n'
+            f'    sha256 = "{made["sha256"]}"\n')

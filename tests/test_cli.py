@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from cli_helpers import run
+from cli_helpers import run, served_tarball, tarball_entry
 
 from artifacts_py import create_artifact, depot
 
@@ -19,21 +19,13 @@ COMMANDS = ["add", "create", "bind", "unbind", "publish", "fetch", "path", "stat
             "rm", "ls", "depot", "gc", "gobbler", "help", "completion"]
 
 
-def make_tarball(tmp_path: Path, name: str, files: dict) -> dict:
-    src = tmp_path / "src" / name
-    src.mkdir(parents=True)
-    for rel, data in files.items():
-        (src / rel).write_text(data)
-    return create_artifact(src, tmp_path / f"{name}.tar.gz")
-
-
 @pytest.fixture
 def served(tmp_path, http_server):
     """Two tarballs on a real HTTP server: (url, create_artifact result) each."""
     out = {}
     for name, files in {"one": {"a.txt": "one"}, "two": {"b.txt": "two", "c.txt": "2"}}.items():
-        r = make_tarball(tmp_path, name, files)
-        out[name] = (http_server.add(f"/{name}.tar.gz", Path(r["archive_path"]).read_bytes()), r)
+        made = served_tarball(http_server, tmp_path, name, files)
+        out[name] = (made["url"], made)
     work = tmp_path / "work"
     work.mkdir()
     return work, out
@@ -152,12 +144,7 @@ git-tree-sha1 = "{'0' * 40}"
     url = "{missing}"
     sha256 = "{'0' * 64}"
 
-[Good]
-git-tree-sha1 = "{made['git_tree_sha1']}"
-    [[Good.download]]
-    url = "{url}"
-    sha256 = "{made['sha256']}"
-""")
+""" + tarball_entry("Good", made))
     with open(work / "Artifacts.toml", "a") as f:  # only for another platform: skipped
         f.write(f'[[Elsewhere]]\nos = "windows"\narch = "i686"\ngit-tree-sha1 = "{"9" * 40}"\n')
     out = run(["fetch", "-q"], work, ok=False)

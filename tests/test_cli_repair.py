@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_helpers import run
+from cli_helpers import run, served_tarball, tarball_entry
 
 from artifacts_py import create_artifact, depot
 
@@ -16,30 +16,12 @@ from artifacts_py import create_artifact, depot
 @pytest.fixture
 def project(tmp_path, http_server):
     """An Artifacts.toml binding One (eager, served over HTTP) and Lazy (lazy); One installed."""
-    made = {}
-    for name, text in (("one", "one"), ("lazy", "lazy")):
-        src = tmp_path / "src" / name
-        src.mkdir(parents=True)
-        (src / "a.txt").write_text(text)
-        r = create_artifact(src, tmp_path / f"{name}.tar.gz")
-        r["url"] = http_server.add(f"/{name}.tar.gz", Path(r["archive_path"]).read_bytes())
-        made[name] = r
+    made = {name: served_tarball(http_server, tmp_path, name, {"a.txt": name})
+            for name in ("one", "lazy")}
     work = tmp_path / "work"
     work.mkdir()
-    (work / "Artifacts.toml").write_text(f"""
-[One]
-git-tree-sha1 = "{made['one']['git_tree_sha1']}"
-    [[One.download]]
-    url = "{made['one']['url']}"
-    sha256 = "{made['one']['sha256']}"
-
-[Lazy]
-git-tree-sha1 = "{made['lazy']['git_tree_sha1']}"
-lazy = true
-    [[Lazy.download]]
-    url = "{made['lazy']['url']}"
-    sha256 = "{made['lazy']['sha256']}"
-""")
+    (work / "Artifacts.toml").write_text(tarball_entry("One", made["one"]) + "\n"
+                                         + tarball_entry("Lazy", made["lazy"], lazy=True))
     run(["fetch", "-q"], work)
     return work, made
 

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli_helpers import CLI, Terminal, run
+from cli_helpers import CLI, Terminal, run, served_tarball
 
 from artifacts_py import create_artifact
 
@@ -62,11 +62,7 @@ def test_one_large_file_moves_per_chunk_with_rate_and_eta(http_server, tmp_path)
 
 
 def test_a_tarball_shows_its_unpacking_stage(http_server, tmp_path):
-    src = tmp_path / "s"
-    src.mkdir()
-    (src / "f.bin").write_bytes(os.urandom(1 << 20))
-    made = create_artifact(src, tmp_path / "s.tar.gz")
-    url = http_server.add("/s.tar.gz", Path(made["archive_path"]).read_bytes())
+    url = served_tarball(http_server, tmp_path, "s", {"f.bin": os.urandom(1 << 20)})["url"]
     term = Terminal([*CLI, "add", "S", url, "--toml", str(tmp_path / "Artifacts.toml")],
                     dict(os.environ))
     rc, shown, _out = term.finish()
@@ -99,11 +95,7 @@ def test_a_refused_connection_fails_fast_and_says_it_retries(tmp_path):
 
 
 def test_add_artifact_in_python_draws_a_bar_only_on_a_terminal(http_server, tmp_path):
-    src = tmp_path / "s"
-    src.mkdir()
-    (src / "f.bin").write_bytes(os.urandom(1 << 20))
-    made = create_artifact(src, tmp_path / "s.tar.gz")
-    url = http_server.add("/s.tar.gz", Path(made["archive_path"]).read_bytes())
+    url = served_tarball(http_server, tmp_path, "s", {"f.bin": os.urandom(1 << 20)})["url"]
     code = ("import sys; from artifacts_py import add_artifact; "
             "add_artifact(sys.argv[1], 'S', sys.argv[2])")
     piped = subprocess.run([sys.executable, "-c", code, str(tmp_path / "A.toml"), url],

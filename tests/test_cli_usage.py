@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from cli_helpers import CLI, run
+from cli_helpers import CLI, run, served_tarball
 
 from artifacts_py import create_artifact, depot
 from artifacts_py.cli import build_parser
@@ -51,12 +51,8 @@ def test_bare_artifacts_and_help_print_help(tmp_path):
 
 
 def test_json_on_bind_unbind_path(tmp_path, http_server):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.txt").write_text("a")
-    made = create_artifact(src, tmp_path / "a.tar.gz")
-    url = http_server.add("/a.tar.gz", Path(made["archive_path"]).read_bytes())
-    tree = made["git_tree_sha1"]
+    made = served_tarball(http_server, tmp_path, "a", {"a.txt": "a"})
+    url, tree = made["url"], made["git_tree_sha1"]
     bound = json.loads(run(["bind", "A", tree, "--download-url", url, "--sha256", made["sha256"],
                             "--json"], tmp_path).stdout)
     assert bound == {"name": "A", "git_tree_sha1": tree, "toml": "Artifacts.toml",
@@ -74,12 +70,8 @@ def test_json_on_bind_unbind_path(tmp_path, http_server):
 
 
 def test_add_json_sizes_the_tree_and_the_archive(tmp_path, http_server):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.txt").write_text("12345")
-    made = create_artifact(src, tmp_path / "a.tar.gz")
-    url = http_server.add("/a.tar.gz", Path(made["archive_path"]).read_bytes())
-    out = json.loads(run(["add", "A", url, "--json", "-q"], tmp_path).stdout)
+    made = served_tarball(http_server, tmp_path, "a", {"a.txt": "12345"})
+    out = json.loads(run(["add", "A", made["url"], "--json", "-q"], tmp_path).stdout)
     assert out["size"] == 5 and out["archive_size"] == (tmp_path / "a.tar.gz").stat().st_size
 
 

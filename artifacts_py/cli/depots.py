@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 from .. import core, depot
 from ..errors import ArtifactError, ArtifactNotFoundError
 from .common import Commands, human, one_line, print_json, progress, toml_path
-from .project import reinstall
+from .project import quiet_option, reinstall
 
 REPAIR_ADVICE = ("re-install them with `artifacts verify --repair` (or `artifacts fetch "
                  "--force NAME`; `artifacts rm NAME` only removes one)")
@@ -209,7 +209,7 @@ def register(c: Commands) -> None:
     sp.add_argument("--all", action="store_true", help="every artifact in the depot stack")
     sp.add_argument("--repair", action="store_true", help="re-install what is corrupt or "
                     "missing (with --all: remove corrupt trees from the first depot)")
-    sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    quiet_option(sp)
 
     sp = c.add("rm", "remove installed artifacts from the first depot (shared depots are "
                "never touched)", """\

@@ -268,7 +268,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet(sp: argparse.ArgumentParser) -> None:
+def quiet_option(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -291,7 +291,7 @@ def register(c: Commands) -> None:
     sp.add_argument("--lazy", action="store_true", help="mark the binding lazy")
     sp.add_argument("--force", action="store_true", help="re-pin a name that is already bound")
     _allow_file_url(sp)
-    _quiet(sp)
+    quiet_option(sp)
 
     sp = c.add("create", "compute a folder's git-tree-sha1 and optionally pack a "
                "deterministic tarball", """\
@@ -350,7 +350,7 @@ def register(c: Commands) -> None:
                     "will be served from (default: its file:// URL)")
     sp.add_argument("--force", action="store_true", help="re-bind a name that is already bound")
     _allow_file_url(sp)
-    _quiet(sp)
+    quiet_option(sp)
 
     sp = c.add("fetch", "install artifacts (all non-lazy ones by default)", """\
   artifacts fetch
@@ -361,7 +361,7 @@ def register(c: Commands) -> None:
     sp.add_argument("--include-lazy", action="store_true", help="lazy artifacts too")
     sp.add_argument("--force", action="store_true", help="re-install even if installed "
                     "(removes the first depot's copy first)")
-    _quiet(sp)
+    quiet_option(sp)
 
     sp = c.add("path", "print the local path of NAME or NAME/FILE (installing it if needed)",
                """\
