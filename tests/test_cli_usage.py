@@ -212,3 +212,12 @@ def test_version_flag(tmp_path):
 
     out = subprocess.run([*CLI, "-V"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == f"artifacts-py {__version__}"
+
+
+def test_serve_help_lists_the_server_flags_and_serve_is_still_a_name(tmp_path):
+    out = run(["serve", "--help"], tmp_path).stdout
+    assert out.startswith("usage: artifacts serve") and "flags of artifacts-gobbler" in out
+    assert "-port PORT" in out and "-registry REGISTRY" in out
+    assert run(["help", "serve"], tmp_path).stdout == out
+    run(["bind", "serve", "1" * 40], tmp_path)  # a name, not the command
+    assert "serve" in run(["--toml", "Artifacts.toml", "status", "--json"], tmp_path).stdout

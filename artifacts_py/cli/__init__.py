@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable, List, NoReturn, Optional
+from typing import Callable, Dict, List, NoReturn, Optional
 
 from .. import settings
 from .._version import __version__
@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     names = list(sub.choices)
 
     def show_help(args: argparse.Namespace) -> int:
-        target = sub.choices[args.topic] if args.topic else p
-        target.print_help()
+        if args.topic == "serve":
+            return gobbler.serve_help(sub.choices["serve"])
+        (sub.choices[args.topic] if args.topic else p).print_help()
         return 0
 
     sp = commands.add("help", "show the help of artifacts or of one command", """\
@@ -107,21 +108,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command_index(argv: List[str]) -> Optional[int]:
+    """Where the command is in ``argv`` (after the global options), if anywhere."""
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg == "--toml":  # the one global option with a value
+            skip = True
+        elif not arg.startswith("-"):
+            return i
+    return None
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Dict[str, argparse.ArgumentParser]:
+    """The top-level commands' parsers, by name."""
+    return next(a.choices for a in parser._actions
+                if isinstance(a, argparse._SubParsersAction))
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``artifacts`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if "serve" in argv:  # everything after it goes to artifacts-gobbler's own flags
-        i = argv.index("serve")
+    i = _command_index(argv)
+    if i is not None and argv[i] == "serve":  # what follows goes to artifacts-gobbler
         head, rest = argv[:i + 1], argv[i + 1:]
         if any(a in ("-h", "--help") for a in rest):
-            parser.parse_args(head + ["--help"])
-        as_json = "--json" in rest
-        args = parser.parse_args(head + (["--json"] if as_json else []))
-        if args.command == "serve":
-            _configure(args)
-            rest = [a for a in rest if a != "--json"]
-            return _run(lambda: gobbler.cmd_serve(args, rest))
+            return gobbler.serve_help(_subparsers(parser)["serve"])
+        args = parser.parse_args(head + (["--json"] if "--json" in rest else []))
+        _configure(args)
+        rest = [a for a in rest if a != "--json"]
+        return _run(lambda: gobbler.cmd_serve(args, rest))
     args = parser.parse_args(argv)
     if args.command is None:  # bare `artifacts`: the overview
         parser.print_help()

@@ -68,6 +68,20 @@ class _Announcer(io.TextIOBase):
         self.out.flush()
 
 
+def serve_help(ours: argparse.ArgumentParser) -> int:
+    """``artifacts serve --help``: our options, then the server's own flags."""
+    from ..servers.gobbler import server
+
+    ours.print_help()
+    theirs = io.StringIO()
+    with contextlib.redirect_stdout(theirs), contextlib.suppress(SystemExit):
+        server.parse_args(["--help"])
+    flags = theirs.getvalue().split("options:", 1)[-1].rstrip()
+    flags = flags.replace("\n  -h, --help            show this help message and exit", "")
+    print(f"\nflags of artifacts-gobbler (passed through):{flags}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
     """Run the embedded server with a registry and staging in user data by default."""
     import getpass
