@@ -90,8 +90,9 @@ def test_a_refused_connection_fails_fast_and_says_it_retries(tmp_path):
     assert elapsed < 15, f"{elapsed:.1f} s"  # was 15 s of silent retries
     err = run(["add", "X", url], tmp_path, ok=False).stderr  # off a terminal: just the error
     assert "Connection refused" in err and err.count(url) == 1
-    err = run(["-q", "add", "X", url], tmp_path, ok=False).stderr
-    assert "retrying" not in err
+    rc, shown, _out = Terminal([*CLI, "-q", "add", "X", url], dict(os.environ),
+                               cwd=tmp_path).finish()
+    assert rc == 1 and "retrying" not in shown and "Connection refused" in shown
 
 
 def test_add_artifact_in_python_draws_a_bar_only_on_a_terminal(http_server, tmp_path):
