@@ -48,7 +48,7 @@ def test_serve_create_project_publish_add_fetch(served, tmp_path):
     err = run(publish, work, ok=False, env=env).stderr
     assert "`artifacts gobbler create-project demo`" in err  # no project yet: how to make it
 
-    made = json.loads(run(["gobbler", "create-project", "demo", "--uploader", "bob", "--json"],
+    made = json.loads(run(["gobbler", "create-project", "demo", "--uploader", "bob", "carol", "--json"],
                           work, env=env).stdout)
     assert made == {"action": "create-project", "project": "demo"}
     assert run(["gobbler", "list"], work, env=env).stdout.split() == ["demo"]
@@ -73,7 +73,7 @@ def test_serve_create_project_publish_add_fetch(served, tmp_path):
     assert "not on probation" in err and "artifacts gobbler reject demo/counts/v2 failed" in err
     perms = json.loads(run(["gobbler", "set-permissions", "demo", "--owner", "alice", "--json"],
                            work, env=env).stdout)["permissions"]
-    assert "alice" in perms["owners"] and {"id": "bob"} in perms["uploaders"]
+    assert "alice" in perms["owners"] and perms["uploaders"] == [{"id": "bob"}, {"id": "carol"}]
     versions = json.loads(run(["gobbler", "list", "demo/counts", "--json"], work, env=env).stdout)
     assert versions["versions"] == ["v1", "v2"]
     run(["gobbler", "remove-version", "demo/counts/v2"], work, env=env)

@@ -306,10 +306,10 @@ The registry and staging live in {serve_home()} unless -registry/-staging say ot
   artifacts gobbler create-project demo
   artifacts gobbler create-project demo --owner alice --uploader bob""", _create_project)
     p.add_argument("project", help="the new project's name")
-    p.add_argument("--owner", action="append", metavar="USER",
-                   help="an owner (repeatable; default: you)")
-    p.add_argument("--uploader", action="append", metavar="USER",
-                   help="a user who may upload new versions (repeatable)")
+    p.add_argument("--owner", action="extend", nargs="+", metavar="USER",
+                   help="owners (default: you)")
+    p.add_argument("--uploader", action="extend", nargs="+", metavar="USER",
+                   help="users who may upload new versions")
     p.add_argument("--global-write", action="store_true", help="anyone may upload")
 
     p = action("remove-project", "delete a project and everything in it (admins only)",
@@ -330,9 +330,10 @@ The registry and staging live in {serve_home()} unless -registry/-staging say ot
   artifacts gobbler set-permissions demo --uploader bob
   artifacts gobbler set-permissions demo/counts --owner alice --replace""", _set_permissions)
     p.add_argument("target", metavar="PROJECT[/ASSET]", help="a project, or one of its assets")
-    p.add_argument("--owner", action="append", metavar="USER", help="an owner (repeatable)")
-    p.add_argument("--uploader", action="append", metavar="USER",
-                   help="an uploader (repeatable)")
+    p.add_argument("--owner", action="extend", nargs="+", metavar="USER",
+                   help="owners to add (or set, with --replace)")
+    p.add_argument("--uploader", action="extend", nargs="+", metavar="USER",
+                   help="uploaders to add (or set, with --replace)")
     p.add_argument("--global-write", action="store_true", default=None,
                    help="anyone may upload to the project")
     p.add_argument("--no-global-write", action="store_false", dest="global_write",
