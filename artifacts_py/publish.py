@@ -76,9 +76,9 @@ def hash_view(view: Dict[str, Tuple[Path, int]]) -> Tuple[str, Dict[str, Tuple[i
 def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os.PathLike[str]", *,
             project: str, asset: str, version: str, url: Optional[str] = None,
             staging: Optional[str] = None, registry: Optional[str] = None,
-            probation: bool = False, archive: Optional[str] = None,
+            probation: bool = False, archive: Optional[str] = None, allow_file_url: bool = False,
             archive_url: Optional[str] = None, force: bool = False,
-            progress: Optional[bool] = None, allow_file_url: bool = False) -> Dict[str, Any]:
+            progress: Optional[bool] = None) -> Dict[str, Any]:
     """Upload ``directory`` as project/asset/version and bind it as ``name``.
 
     The tree hash is that of the Gobbler view of the folder; after the upload
@@ -97,10 +97,10 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     toml_path = Path(toml_path)
     url = url or settings.gobbler_url()
     if not url:
-        raise GobblerError("publish needs the Gobbler REST URL: pass "
-                           f"url='http://host:port' or set {settings.GOBBLER_URL}")
+        raise GobblerError("publish needs the Gobbler REST URL: pass --url or set "
+                           f"{settings.GOBBLER_URL}")
     if toml_path.exists() and name in load_file(toml_path) and not force:
-        raise BindingExistsError(f"{toml_path}: {name!r} is already bound; pass force=True "
+        raise BindingExistsError(f"{toml_path}: {name!r} is already bound; pass --force "
                                          "to re-bind it to the published version")
     for what, value in (("project", project), ("asset", asset), ("version", version)):
         problem = check_name(value, what)
@@ -109,13 +109,11 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     directory = Path(directory)
     if not directory.is_dir():
         raise InvalidArgumentError(f"{directory}: not a directory; publish uploads a folder")
-    if archive and not archive_url:
-        archive_url = Path(archive).absolute().as_uri()
-    if archive_url:  # before the upload: a refusal must leave nothing behind
-        refuse_file_url(archive_url, toml_path, allow_file_url)
     view = gobbler_view(directory)
     tree_hash, sums = hash_view(view)
 
+    if archive and not allow_file_url:  # before the upload: a refusal leaves nothing behind
+        refuse_file_url(archive_url or Path(archive).absolute().as_uri(), toml_path)
     if staging is None or registry is None:
         info = client.service_info(url)
         staging = staging or info["staging"]
@@ -134,7 +132,8 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
         mirrors = []
         if archive:
             sha256 = _archive_view(directory, view, Path(archive))
-            mirrors.append({"url": archive_url, "sha256": sha256})
+            mirrors.append({"url": archive_url or Path(archive).absolute().as_uri(),
+                            "sha256": sha256})
         table = {"project": project, "asset": asset, "version": version, "url": url,
                  "registry": registry}
         binding.bind_artifact(toml_path, name, tree_hash, gobbler=table, download=mirrors,
@@ -148,31 +147,6 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     return {"git_tree_sha1": tree_hash, "project": project, "asset": asset, "version": version,
             "url": url, "registry": registry, "files": len(view),
             "archive": str(archive) if archive else None}
-
-
-def vcs_root(path: Path) -> Optional[Path]:
-    """The git/hg/svn work tree that ``path`` is in, or None (a committed-looking file)."""
-    here = Path(os.path.abspath(path)).parent
-    for folder in (here, *here.parents):
-        if any(os.path.lexists(folder / marker) for marker in (".git", ".hg", ".svn")):
-            return folder
-    return None
-
-
-def refuse_file_url(url: str, toml_path: Path, allowed: bool = False) -> None:
-    """Refuse a ``file://`` mirror in an Artifacts.toml inside a work tree.
-
-    Such a URL names a path on this machine only; committed, it breaks every
-    other clone. ``allowed`` (``allow_file_url=True``) binds it anyway.
-    """
-    if allowed or not url.lower().startswith("file:"):
-        return
-    root = vcs_root(toml_path)
-    if root is not None:
-        raise InvalidArgumentError(
-            f"{toml_path} is in the work tree {root}, so it looks committed, and the mirror "
-            f"URL {url} exists only on this machine; give a URL that others can reach "
-            "(the tarball's public URL) or pass allow_file_url=True to bind it anyway")
 
 
 def _check_uploaded(g: GobblerSource, sums: Dict[str, Tuple[int, str]], directory: Path) -> None:
@@ -241,3 +215,28 @@ def _packs_as_view(directory: Path) -> bool:
                     (stat.S_ISREG(st.st_mode) and st.st_mode & 0o100):
                 return False
     return True
+
+
+def vcs_root(path: Path) -> Optional[Path]:
+    """The git/hg/svn work tree that ``path`` is in, or None (a committed-looking file)."""
+    here = Path(os.path.abspath(path)).parent
+    for folder in (here, *here.parents):
+        if any(os.path.lexists(folder / marker) for marker in (".git", ".hg", ".svn")):
+            return folder
+    return None
+
+
+def refuse_file_url(url: str, toml_path: Path, allowed: bool = False) -> None:
+    """Refuse a ``file://`` mirror in an Artifacts.toml inside a work tree.
+
+    Such a URL names a path on this machine only; committed, it breaks every
+    other clone. ``allowed`` (``allow_file_url=True``) binds it anyway.
+    """
+    if allowed or not url.lower().startswith("file:"):
+        return
+    root = vcs_root(toml_path)
+    if root is not None:
+        raise InvalidArgumentError(
+            f"{toml_path} is in the work tree {root}, so it looks committed, and the mirror "
+            f"URL {url} exists only on this machine; give a URL that others can reach "
+            "(the tarball's public URL) or pass allow_file_url=True to bind it anyway")

@@ -124,6 +124,7 @@ def check_file_url(url: Optional[str], toml: Path, allowed: bool) -> None:
 
 # Python spellings in library messages, and how the command line says them.
 _CLI_WORDS: List[Tuple[str, str]] = [
+    ("force=True (or --force)", "--force"),
     ("force=True", "--force"),
     ("allow_file_url=True", "--allow-file-url"),
     ("url='http://host:port'", "--url http://host:port"),
