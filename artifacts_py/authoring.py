@@ -66,7 +66,7 @@ def _check_not_bound(toml_path: Path, name: str, force: bool) -> None:
     f = load_file(toml_path)
     if name in f:
         raise BindingExistsError(f"{toml_path}: artifact {name!r} is already bound; "
-                                 "pass force=True (or --force) to re-bind it")
+                                 "pass force=True to re-bind it")
 
 
 def resolve_source(tarball_url: Optional[str] = None, *, project: Optional[str] = None,

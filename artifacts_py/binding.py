@@ -425,7 +425,7 @@ def _plain_target(doc: Any, path: Path, name: str, force: bool) -> Target:
     if not force:
         raise BindingExistsError(
             f"{path}: artifact {name!r} is already bound (to {_describe(existing)}); "
-            "pass force=True (or --force) to re-bind it")
+            "pass force=True to re-bind it")
     if isinstance(existing, Mapping):
         return existing, lambda: None  # edited in place
     table = tomlkit.table()  # a [[name]] array (or junk) becomes one table

@@ -76,7 +76,7 @@ def hash_view(view: Dict[str, Tuple[Path, int]]) -> Tuple[str, Dict[str, Tuple[i
 def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os.PathLike[str]", *,
             project: str, asset: str, version: str, url: Optional[str] = None,
             staging: Optional[str] = None, registry: Optional[str] = None,
-            probation: bool = False, archive: Optional[str] = None,
+            probation: bool = False, archive: Optional[str] = None, allow_file_url: bool = False,
             archive_url: Optional[str] = None, force: bool = False,
             progress: Optional[bool] = None, gypsum: bool = False,
             token: Optional[str] = None) -> Dict[str, Any]:
@@ -85,7 +85,8 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     The tree hash is that of the Gobbler view of the folder; after the upload
     the version's manifest is checked against the local sizes and md5s. With
     ``archive`` a deterministic tarball of the same view is written and added
-    as a ``[[download]]`` mirror (``archive_url``, default a ``file://`` URL).
+    as a ``[[download]]`` mirror (``archive_url``, default a ``file://`` URL,
+    refused in an Artifacts.toml that looks committed unless ``allow_file_url``).
     A failure leaves the Artifacts.toml untouched and says whether the
     version now exists in the registry. ``progress`` is accepted for symmetry
     with ``add``; uploads are local file operations with no bar. With
@@ -116,6 +117,8 @@ def publish(toml_path: "str | os.PathLike[str]", name: str, directory: "str | os
     view = gobbler_view(directory)
     tree_hash, sums = hash_view(view)
 
+    if archive and not allow_file_url:  # before the upload: a refusal leaves nothing behind
+        refuse_file_url(archive_url or Path(archive).absolute().as_uri(), toml_path)
     if staging is None or registry is None:
         info = client.service_info(url)
         staging = staging or info["staging"]
@@ -241,3 +244,28 @@ def _packs_as_view(directory: Path) -> bool:
                     (stat.S_ISREG(st.st_mode) and st.st_mode & 0o100):
                 return False
     return True
+
+
+def vcs_root(path: Path) -> Optional[Path]:
+    """The git/hg/svn work tree that ``path`` is in, or None (a committed-looking file)."""
+    here = Path(os.path.abspath(path)).parent
+    for folder in (here, *here.parents):
+        if any(os.path.lexists(folder / marker) for marker in (".git", ".hg", ".svn")):
+            return folder
+    return None
+
+
+def refuse_file_url(url: str, toml_path: Path, allowed: bool = False) -> None:
+    """Refuse a ``file://`` mirror in an Artifacts.toml inside a work tree.
+
+    Such a URL names a path on this machine only; committed, it breaks every
+    other clone. ``allowed`` (``allow_file_url=True``) binds it anyway.
+    """
+    if allowed or not url.lower().startswith("file:"):
+        return
+    root = vcs_root(toml_path)
+    if root is not None:
+        raise InvalidArgumentError(
+            f"{toml_path} is in the work tree {root}, so it looks committed, and the mirror "
+            f"URL {url} exists only on this machine; give a URL that others can reach "
+            "(the tarball's public URL) or pass allow_file_url=True to bind it anyway")

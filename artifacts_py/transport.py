@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     import urllib3
 
 log = logging.getLogger(__name__)
+# One INFO line per retry, on its own logger so that the CLI can show just these on a
+# terminal ("retrying (1/2): connection refused") while the library stays silent.
+retry_log = logging.getLogger(__name__ + ".retry")
 
 Hash = Any  # a hashlib object (hashlib's types are private)
 OnBytes = Callable[[int], None]  # the progress hook: called with each chunk's size
@@ -113,7 +116,7 @@ _retry_class: Any = None
 
 
 def _retry(total: int, backoff_factor: float) -> Any:
-    """urllib3's ``Retry`` with a cap on ``Retry-After`` and a DEBUG line per retry."""
+    """urllib3's ``Retry`` with a cap on ``Retry-After`` and an INFO line per retry."""
     global _retry_class
     if _retry_class is None:
         from urllib3.exceptions import MaxRetryError, ResponseError
@@ -134,8 +137,17 @@ def _retry(total: int, backoff_factor: float) -> Any:
                                                      _stacktrace)
                 why = f"HTTP {response.status}" if response is not None else reason(error) \
                     if error is not None else "unknown"
-                log.debug("retrying (%d/%d) %s %s: %s", len(new.history),
-                          len(new.history) + (new.total or 0), method, url, why)
+                if why[1:2].islower():  # "Connection refused" -> "connection refused"
+                    why = why[0].lower() + why[1:]
+                left = new.total or 0  # what this kind of failure may still be retried
+                if error is not None and self._is_connection_error(error):
+                    left = min(left, new.connect if new.connect is not None else left)
+                elif error is not None and self._is_read_error(error):
+                    left = min(left, new.read if new.read is not None else left)
+                done, where = len(new.history), url or ""
+                if _pool is not None and where.startswith("/"):  # urllib3 gives the path only
+                    where = f"{_pool.scheme}://{_pool.host}:{_pool.port}{where}"
+                retry_log.info("retrying (%d/%d): %s (%s)", done, done + left, why, where)
                 return new
 
         _retry_class = CappedRetry

@@ -9,36 +9,14 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import List
 
 import pytest
+from cli_helpers import run, served_tarball, tarball_entry
 
 from artifacts_py import create_artifact, depot
 
 COMMANDS = ["add", "create", "bind", "unbind", "publish", "fetch", "path", "status", "verify",
-            "ls", "gc"]
-
-
-def run(args: List[str], cwd: Path, ok: bool = True) -> subprocess.CompletedProcess:
-    """Run the CLI; check the exit code and the one-line-error rule."""
-    out = subprocess.run([sys.executable, "-m", "artifacts_py.cli", *args], cwd=cwd,
-                         capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in out.stderr, out.stderr
-    if ok:
-        assert out.returncode == 0, out.stderr
-    else:
-        assert out.returncode != 0, out.stdout
-        lines = out.stderr.splitlines()
-        assert len(lines) == 1 and "error" in lines[0], out.stderr
-    return out
-
-
-def make_tarball(tmp_path: Path, name: str, files: dict) -> dict:
-    src = tmp_path / "src" / name
-    src.mkdir(parents=True)
-    for rel, data in files.items():
-        (src / rel).write_text(data)
-    return create_artifact(src, tmp_path / f"{name}.tar.gz")
+            "rm", "ls", "depot", "gc", "gobbler", "help", "completion"]
 
 
 @pytest.fixture
@@ -46,8 +24,8 @@ def served(tmp_path, http_server):
     """Two tarballs on a real HTTP server: (url, create_artifact result) each."""
     out = {}
     for name, files in {"one": {"a.txt": "one"}, "two": {"b.txt": "two", "c.txt": "2"}}.items():
-        r = make_tarball(tmp_path, name, files)
-        out[name] = (http_server.add(f"/{name}.tar.gz", Path(r["archive_path"]).read_bytes()), r)
+        made = served_tarball(http_server, tmp_path, name, files)
+        out[name] = (made["url"], made)
     work = tmp_path / "work"
     work.mkdir()
     return work, out
@@ -60,7 +38,7 @@ def test_help_for_every_command(tmp_path):
     for cmd in COMMANDS + ["serve"]:
         out = run([cmd, "--help"], tmp_path)
         assert out.stdout.startswith(f"usage: artifacts {cmd}")
-        if cmd in ("add", "create", "fetch", "status", "verify", "ls", "gc"):
+        if cmd not in ("gobbler", "help", "completion", "serve"):
             assert "--json" in out.stdout
 
 
@@ -78,7 +56,8 @@ def test_create_prints_hashes(tmp_path):
     out = json.loads(run(["create", "d", "--archive", "d.tar.xz", "--compression", "xz", "--json"],
                          tmp_path).stdout)
     assert out == create_artifact(tmp_path / "d", tmp_path / "again.tar.xz", "xz") | {
-        "archive_path": "d.tar.xz"}
+        "archive_path": "d.tar.xz", "size": 1,  # the tree's bytes, as everywhere
+        "archive_size": (tmp_path / "d.tar.xz").stat().st_size}
     text = run(["create", "d"], tmp_path).stdout
     assert text.strip() == f"git-tree-sha1 = {out['git_tree_sha1']}"
 
@@ -141,11 +120,12 @@ def test_bind_unbind_fetch_lazy(served):
     run(["bind", "Lazy", made2["git_tree_sha1"], "--download-url", url2, "--sha256", made2["sha256"],
          "--lazy"], work)
     fetched = json.loads(run(["fetch", "--json", "-q"], work).stdout)
-    assert list(fetched) == ["Eager"]  # lazy ones only on request
+    assert list(fetched["installed"]) == ["Eager"] and fetched["failed"] == {}  # lazy: on request
     assert not (depot.artifacts_dir() / made2["git_tree_sha1"]).exists()
     assert "Lazy" in run(["fetch", "Lazy", "-q"], work).stdout
     assert (depot.artifacts_dir() / made2["git_tree_sha1"] / "b.txt").is_file()
-    assert set(json.loads(run(["fetch", "--include-lazy", "--json"], work).stdout)) == {"Eager", "Lazy"}
+    assert set(json.loads(run(["fetch", "--include-lazy", "--json"], work).stdout)["installed"]) \
+        == {"Eager", "Lazy"}
 
     run(["unbind", "Lazy"], work)
     assert list(tomllib.loads((work / "Artifacts.toml").read_text())) == ["Eager"]
@@ -164,12 +144,7 @@ git-tree-sha1 = "{'0' * 40}"
     url = "{missing}"
     sha256 = "{'0' * 64}"
 
-[Good]
-git-tree-sha1 = "{made['git_tree_sha1']}"
-    [[Good.download]]
-    url = "{url}"
-    sha256 = "{made['sha256']}"
-""")
+""" + tarball_entry("Good", made))
     with open(work / "Artifacts.toml", "a") as f:  # only for another platform: skipped
         f.write(f'[[Elsewhere]]\nos = "windows"\narch = "i686"\ngit-tree-sha1 = "{"9" * 40}"\n')
     out = run(["fetch", "-q"], work, ok=False)
@@ -199,6 +174,9 @@ def test_toml_from_env_and_option(served):
     work, srv = served
     url, made = srv["one"]
     other = work / "elsewhere" / "My.toml"
+    err = run(["add", "One", url, "-q", "--toml", str(other)], work, ok=False).stderr
+    assert "elsewhere does not exist" in err and not other.parent.exists()  # no new folders
+    other.parent.mkdir()
     run(["add", "One", url, "-q", "--toml", str(other)], work)
     assert other.is_file() and not (work / "Artifacts.toml").exists()
     env_run = subprocess.run([sys.executable, "-m", "artifacts_py.cli", "status", "--json"], cwd=work,
@@ -235,7 +213,8 @@ BAD_HASH = "1" * 39
     (["publish", "X", "nodir", "--project", "p", "--asset", "a", "--version", "v", "--url",
       "http://127.0.0.1:9"], "nodir"),
     (["serve", "-port", "notanumber"], "notanumber"),
-    ([], "COMMAND"),
+    (["gobbler"], "ACTION"),
+    (["help", "nope"], "invalid choice"),
 ])
 def test_bad_input_gives_one_line_and_nonzero(tmp_path, args, needle):
     (tmp_path / "d").mkdir()
@@ -257,10 +236,12 @@ def test_no_toml_anywhere(tmp_path):
         assert "no Artifacts.toml" in run(cmd, tmp_path, ok=False).stderr
 
 
-def test_status_shows_bad_entries_without_failing(tmp_path):
+def test_status_shows_bad_entries_and_fails(tmp_path):
     (tmp_path / "Artifacts.toml").write_text(
         f'[Bad]\ngit-tree-sha1 = "xyz"\n[Good]\ngit-tree-sha1 = "{"1" * 40}"\n')
-    rows = json.loads(run(["status", "--json"], tmp_path).stdout)["artifacts"]
+    out = run(["status", "--json"], tmp_path, ok=False)
+    assert "1 malformed entry (Bad)" in out.stderr
+    rows = json.loads(out.stdout)["artifacts"]
     assert "error" in rows[0] and "git-tree-sha1" in rows[0]["error"]
     assert rows[1]["installed"] is False
 
