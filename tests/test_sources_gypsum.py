@@ -278,3 +278,48 @@ def test_gypsum_quickstart_runs_and_leaves_nothing(tmp_path):
     assert "7. artifacts outdated:" in done.stdout and "gypsum v1 -> v2" in done.stdout
     assert "verified: " in done.stdout and "Traceback" not in done.stderr
     assert list(scratch.iterdir()) == []
+
+
+def _cli(*args: str, env: Dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "artifacts_py.cli", *args], cwd=cwd, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in out.stderr, out.stderr
+    return out
+
+
+def test_cli_publish_add_outdated_update_with_gypsum(gypsum_local, tmp_path):
+    import json
+
+    svc = gypsum_local
+    project = _project(svc)
+    env = {**os.environ, "GYPSUM_TOKEN": OWNER, "ARTIFACTS_PY_GYPSUM_URL": svc.url,
+           "ARTIFACTS_PY_DEPOT_PATH": str(tmp_path / "depot")}
+    src = _tree(tmp_path / "src")
+    toml = tmp_path / "Artifacts.toml"
+    done = _cli("publish", "Data", str(src), "--gypsum", "--project", project, "--asset", "cli",
+                "--version", "v1", "--toml", str(toml), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert OWNER not in done.stdout + done.stderr
+    done = _cli("add", "Again", f"gypsum:{project}/cli", "--toml", str(toml), "--json",
+                env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["gypsum"]["version"] == "v1"
+    again = _cli("add", "Again", f"gypsum:{project}/cli@v1", "--toml", str(toml), env=env,
+                 cwd=tmp_path)
+    assert again.returncode == 0 and "already pinned" in again.stdout
+    # A second version: both entries are behind.
+    _publish(svc, tmp_path, project, asset="cli", version="v2", files={"z.txt": b"z\n"},
+             toml=tmp_path / "other.toml")
+    out = _cli("outdated", "--json", "--toml", str(toml), env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert sorted((r["name"], r["backend"], r["pinned"], r["latest"])
+                  for r in json.loads(out.stdout)) == [("Again", "gypsum", "v1", "v2"),
+                                                       ("Data", "gypsum", "v1", "v2")]
+    before = toml.read_bytes()
+    dry = _cli("update", "--dry-run", "--toml", str(toml), env=env, cwd=tmp_path)
+    assert dry.returncode == 0 and "would update Data: gypsum v1 -> v2" in dry.stdout
+    assert toml.read_bytes() == before
+    done = _cli("update", "Data", "--toml", str(toml), env=env, cwd=tmp_path)
+    assert done.returncode == 0 and "updated Data: gypsum v1 -> v2" in done.stdout
+    rest = _cli("outdated", "--toml", str(toml), env=env, cwd=tmp_path)
+    assert "Again" in rest.stdout and "Data " not in rest.stdout

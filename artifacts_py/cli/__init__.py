@@ -8,8 +8,9 @@ served an install, waits for locks, retries; ``-vv`` DEBUG), ``-q``,
 are shown without ``-v`` ("retrying (1/2): connection refused").
 
 The command table is built from one ``register(commands)`` per module:
-:mod:`.project` (the Artifacts.toml), :mod:`.depots` (verify, rm, ls, depot,
-gc), :mod:`.gobbler` (serve and the Gobbler admin actions). A new family of
+:mod:`.project` (the Artifacts.toml), :mod:`.updates` (outdated, update),
+:mod:`.depots` (verify, rm, ls, depot, gc), :mod:`.gobbler` (serve and the
+Gobbler admin actions). A new family of
 commands is one more module with a ``register`` and one line in
 :data:`FAMILIES`.
 """
@@ -24,12 +25,12 @@ from typing import Callable, Dict, List, NoReturn, Optional
 from .. import settings
 from .._version import __version__
 from ..errors import ArtifactError
-from . import depots, gobbler, project
+from . import depots, gobbler, project, updates
 from .common import Commands, one_line
 from .gobbler import serve_home
 
 # Each module adds its commands, in the order `artifacts --help` lists them.
-FAMILIES = [project.register, depots.register, gobbler.register]
+FAMILIES = [project.register, updates.register, depots.register, gobbler.register]
 
 __all__ = ["main", "build_parser", "serve_home"]
 
@@ -43,6 +44,8 @@ environment:
   ARTIFACTS_PY_TOML         the Artifacts.toml when --toml is not given
   ARTIFACTS_PY_OFFLINE=1    never touch the network (--offline)
   ARTIFACTS_PY_GOBBLER_URL  the Gobbler service (publish, add, gobbler ...)
+  ARTIFACTS_PY_GYPSUM_URL   the gypsum service (default the public one)
+  GYPSUM_TOKEN              GitHub token for gypsum uploads (else GITHUB_TOKEN)
   ARTIFACTS_PY_RETRIES      retries of a failed download (default 5)
   ARTIFACTS_PY_TIMEOUT      seconds to wait for a connection or the next bytes (default 60)
 `artifacts help COMMAND` (or `artifacts COMMAND --help`) explains one command."""
@@ -74,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="artifacts", epilog=_EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Julia-compatible, content-addressed artifacts (Artifacts.toml) "
-                "backed by Gobbler registries and tarball mirrors.")
+                "backed by Gobbler and gypsum registries and tarball mirrors.")
     _global_options(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     commands = Commands(sub)

@@ -110,6 +110,8 @@ def source_summary(entry: ArtifactEntry) -> str:
     parts = []
     if entry.gobbler:
         parts.append(f"gobbler:{entry.gobbler.coordinates}")
+    if entry.gypsum:
+        parts.append(f"gypsum:{entry.gypsum.coordinates}")
     parts.extend(d.url for d in entry.downloads)
     return ", ".join(parts) or "(no source)"
 

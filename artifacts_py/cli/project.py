@@ -41,16 +41,25 @@ def cmd_add(args: argparse.Namespace) -> int:
         check_file_url(source, toml, args.allow_file_url)
         kwargs["tarball_url"] = source
     else:
-        coords, _, version = source.partition("@")
+        gypsum = source.startswith("gypsum:")
+        coords, _, version = source[len("gypsum:") if gypsum else 0:].partition("@")
         parts = coords.split("/")
         if len(parts) != 2 or not all(parts):
-            raise ValueError(f"{source!r}: expected a tarball URL or PROJECT/ASSET[@VERSION]")
-        kwargs.update(project=parts[0], asset=parts[1], version=version or None,
-                      url=args.url, registry=args.registry)
+            raise ValueError(f"{source!r}: expected a tarball URL, PROJECT/ASSET[@VERSION] "
+                             "(Gobbler) or gypsum:PROJECT/ASSET[@VERSION]")
+        kwargs.update(project=parts[0], asset=parts[1], version=version or None, url=args.url)
+        if gypsum:
+            if args.registry:
+                raise ValueError("--registry is a Gobbler option; a gypsum version is read "
+                                 "from its service (--url)")
+            kwargs.update(gypsum=True, probation=args.probation)
+        else:
+            kwargs.update(registry=args.registry)
     old = None if args.force else _pinned(toml, args.name)
     info = resolve_source(progress=progress(args), **kwargs)
-    new_source = (f"gobbler:{info['gobbler']['project']}/{info['gobbler']['asset']}/"
-                  f"{info['gobbler']['version']}" if "gobbler" in info else info["url"])
+    backend = "gobbler" if "gobbler" in info else "gypsum" if "gypsum" in info else None
+    new_source = (f"{backend}:{info[backend]['project']}/{info[backend]['asset']}/"
+                  f"{info[backend]['version']}" if backend else info["url"])
     if old is not None:
         old_hash, old_source = old
         if old_hash == info["git_tree_sha1"] and new_source in old_source.split(", "):
@@ -254,7 +263,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
                                   staging=args.staging, registry=args.registry,
                                   probation=args.probation, archive=args.archive,
                                   archive_url=args.archive_url, force=args.force,
-                                  progress=progress(args), allow_file_url=args.allow_file_url)
+                                  progress=progress(args), allow_file_url=args.allow_file_url,
+                                  gypsum=args.gypsum)
     except GobblerError as e:
         if e.status != 404 or f'project "{args.project}" does not exist' not in str(e):
             raise
@@ -279,14 +289,19 @@ def _allow_file_url(sp: argparse.ArgumentParser) -> None:
 
 def register(c: Commands) -> None:
     """Add this module's commands to the table."""
-    sp = c.add("add", "pin a tarball URL or a Gobbler PROJECT/ASSET[@VERSION]: install, hash, "
-               "bind", """\
+    sp = c.add("add", "pin a tarball URL, a Gobbler PROJECT/ASSET[@VERSION] or a gypsum "
+               "gypsum:PROJECT/ASSET[@VERSION]: install, hash, bind", """\
   artifacts add Counts https://zenodo.org/records/1/files/counts.tar.gz
-  artifacts add Brain scrnaseq/zeisel-brain@2024-01-05 --url http://127.0.0.1:8080""",
+  artifacts add Brain scrnaseq/zeisel-brain@2024-01-05 --url http://127.0.0.1:8080
+  artifacts add Zeisel gypsum:scRNAseq/zeisel-brain-2015""",
                cmd_add, json_out=True)
     sp.add_argument("name", help="the artifact's name in the Artifacts.toml")
-    sp.add_argument("source", help="tarball URL, or PROJECT/ASSET[@VERSION] (latest if no version)")
-    sp.add_argument("--url", help="Gobbler REST API URL")
+    sp.add_argument("source", help="tarball URL, PROJECT/ASSET[@VERSION] (Gobbler) or "
+                    "gypsum:PROJECT/ASSET[@VERSION]; the latest version if none is given")
+    sp.add_argument("--url", help="the Gobbler REST API, or the gypsum service (default "
+                    "$ARTIFACTS_PY_GYPSUM_URL, else the public one)")
+    sp.add_argument("--probation", action="store_true",
+                    help="gypsum: accept (and pin) a version that is still on probation")
     sp.add_argument("--registry", help="mounted Gobbler registry path")
     sp.add_argument("--lazy", action="store_true", help="mark the binding lazy")
     sp.add_argument("--force", action="store_true", help="re-pin a name that is already bound")
@@ -329,8 +344,11 @@ def register(c: Commands) -> None:
     sp.add_argument("name", help="the artifact's name in the Artifacts.toml")
     sp.add_argument("--platform", metavar="TRIPLET", help="remove only this platform variant")
 
-    sp = c.add("publish", "upload a folder to Gobbler as a version and bind it as NAME", """\
+    sp = c.add("publish", "upload a folder to Gobbler (or gypsum) as a version and bind it as "
+               "NAME", """\
   artifacts publish Counts data/ --project demo --asset counts --version v1 --url URL
+  GYPSUM_TOKEN=... artifacts publish Counts data/ --gypsum --project demo --asset counts \\
+      --version v1
   artifacts publish Counts data/ --project demo --asset counts --version v2 \\
       --archive counts.tar.gz --archive-url https://zenodo.org/records/1/files/counts.tar.gz""",
                cmd_publish, json_out=True)
@@ -344,6 +362,9 @@ def register(c: Commands) -> None:
     sp.add_argument("--staging", help="staging directory (default: from the service's /info)")
     sp.add_argument("--registry", help="registry path (default: from the service's /info)")
     sp.add_argument("--probation", action="store_true", help="upload on probation")
+    sp.add_argument("--gypsum", action="store_true",
+                    help="publish to a gypsum service (--url, default $ARTIFACTS_PY_GYPSUM_URL; "
+                    "token from $GYPSUM_TOKEN or $GITHUB_TOKEN) instead of Gobbler")
     sp.add_argument("--archive", metavar="PATH",
                     help="also write a tarball of the folder and bind it as a mirror")
     sp.add_argument("--archive-url", metavar="URL", help="the URL the --archive tarball "
