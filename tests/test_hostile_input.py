@@ -146,3 +146,64 @@ def test_damaged_manifest_names_the_version_and_source(gob, tmp_path, monkeypatc
         assert expect in msg and f"{PROJECT}/dmg-{version}/v1" in msg, msg
         assert "RecursionError" not in msg and "Errno" not in msg
         assert artifacts_py.depot.installed_hashes() == []
+
+
+# ------------------------------------------------------------- manifest fuzzing
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) |
+    st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=4),
+    max_leaves=25)
+_ENTRY = st.fixed_dictionaries({"size": st.integers(-5, 2**64) | st.text(max_size=3),
+                                "md5sum": st.sampled_from(["", "0" * 32, "G" * 32, "abc"]) |
+                                st.text(max_size=40)},
+                               optional={"link": _JSON})
+_PATHS = st.text(alphabet="ab/.\\\0 %#\u00e9", min_size=0, max_size=12)
+_MANIFESTS = st.dictionaries(_PATHS, _ENTRY | _JSON, max_size=6) | _JSON
+
+
+@settings(max_examples=400, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(manifest=_MANIFESTS)
+def test_manifest_checks_accept_or_refuse_cleanly(manifest):
+    """Any JSON value: the Gobbler and gypsum manifest checks return plain paths or raise
+    the registry's own error, never anything else."""
+    from artifacts_py.errors import GobblerError, GypsumError
+    from artifacts_py.gobbler.protocol import check_manifest as gobbler_check
+    from artifacts_py.gypsum.protocol import check_manifest as gypsum_check
+
+    try:
+        files, empty = gobbler_check(manifest, "p/a/v")
+    except GobblerError:
+        pass
+    else:
+        for rel in [f.path for f in files] + empty:
+            assert not rel.startswith("/") and ".." not in rel.split("/") and "\0" not in rel
+    try:
+        entries = gypsum_check(manifest, "p/a/v", "p", "a", "v")
+    except GypsumError:
+        pass
+    else:
+        for e in entries:
+            assert not e.path.startswith("/") and ".." not in e.path.split("/")
+            assert "\\" not in e.path and e.key.count("/") >= 3
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(data=st.binary(max_size=200) | st.builds(lambda n: b"[" * n, st.integers(0, 300_000)))
+def test_manifest_bytes_parse_or_give_the_registry_error(data):
+    from artifacts_py.errors import GobblerError, GypsumError
+    from artifacts_py.gobbler.protocol import parse_manifest
+    from artifacts_py.gypsum.protocol import loads_unique
+
+    for parse, error in ((lambda b: parse_manifest(b, "p/a/v"), GobblerError),
+                         (lambda b: loads_unique(b, "p/a/v"), GypsumError)):
+        try:
+            parse(data)
+        except error as e:
+            assert "p/a/v" in str(e)
