@@ -23,7 +23,7 @@ from collections.abc import MutableMapping
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ._toml import parse_toml
-from .errors import ArtifactError, ArtifactNotFoundError, ArtifactsTomlError, BindingExistsError
+from .errors import ArtifactNotFoundError, ArtifactsTomlError, BindingExistsError
 from .gobbler.protocol import TABLE_KEYS as GOBBLER_KEYS
 from .gobbler.protocol import GobblerSource
 from .tomlmodel import ArtifactsFile, hex_problem

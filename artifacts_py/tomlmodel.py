@@ -22,9 +22,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 from ._toml import load_toml_file, parse_toml
 from . import settings
 from .errors import ArtifactNotFoundError, ArtifactsTomlError, TomlNotFoundError
-from .gobbler.protocol import TABLE_KEYS as GOBBLER_KEYS
 from .gobbler.protocol import GobblerSource as GobblerSource
-from .gobbler.protocol import check_name as check_gobbler_name
 from .gobbler.protocol import parse_table as parse_gobbler_table
 from .gobbler.protocol import url_problem
 

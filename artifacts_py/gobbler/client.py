@@ -46,7 +46,6 @@ import os
 import secrets
 import shutil
 import stat
-import threading
 import urllib.parse
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
