@@ -461,6 +461,8 @@ class _Reader:
                 n_size, n_mode = _number(size), _number(mode)
             except ValueError:
                 raise _Damaged("a header has a malformed size or mode field") from None
+            if n_size < 0 and type_ in (_PAX, _PAX_GLOBAL, _GNU_LONGNAME, _GNU_LONGLINK):
+                raise _Damaged("an extended header has a negative size")
             if type_ in (_PAX, _PAX_GLOBAL):
                 records = _pax_records(self._extra(n_size))
                 (pax if type_ == _PAX else self.globals).update(records)
