@@ -12,9 +12,12 @@ hardlink gets its target's blob with its own header's exec bit.
 The reader is our own (ustar, GNU and pax headers, parsed with ``struct``):
 ``tarfile`` costs tens of microseconds per member and wants to seek. It reads
 the stream once, front to back, so it unpacks from a pipe or a download in
-progress. Files are created with their final mode in one step (read-only on
-request) and written through their descriptor; every path is opened relative
-to its folder's descriptor, so depth and ``PATH_MAX`` do not matter.
+progress; a helper thread reads and decompresses ahead, and a big member's
+sha1 runs in another, beside the writes. Files are created with their final
+mode in one step (read-only on request) and written through their descriptor;
+every path is opened relative to its folder's descriptor, so depth and
+``PATH_MAX`` do not matter. Errors name the archive as the caller calls it
+(``label``) and say what to do, in plain words.
 
 Only the standard library is imported at module load; ``zstandard`` is
 imported when a zstd archive is met.
@@ -461,6 +464,8 @@ class _Reader:
                 n_size, n_mode = _number(size), _number(mode)
             except ValueError:
                 raise _Damaged("a header has a malformed size or mode field") from None
+            if n_size < 0 and type_ in (_PAX, _PAX_GLOBAL, _GNU_LONGNAME, _GNU_LONGLINK):
+                raise _Damaged("an extended header has a negative size")
             if type_ in (_PAX, _PAX_GLOBAL):
                 records = _pax_records(self._extra(n_size))
                 (pax if type_ == _PAX else self.globals).update(records)

@@ -839,3 +839,34 @@ def test_a_failing_stream_keeps_its_own_error_and_no_thread_is_left(tmp_path):
     with pytest.raises(UnsafeArchiveError):
         extract_tarball(evil, new_dir(tmp_path / "dest2"))
     assert not [t for t in threading.enumerate() if t.name.startswith("artifacts-py")]
+
+
+def _with_field(data: bytes, block: int, offset: int, value: bytes) -> bytes:
+    """``data`` with one header field replaced and that header's checksum redone."""
+    start = block * 512
+    header = bytearray(data[start:start + 512])
+    header[offset:offset + len(value)] = value
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return data[:start] + bytes(header) + data[start + 512:]
+
+
+def test_crafted_header_fields(tmp_path):
+    gnu = TarFactory(tarfile.GNU_FORMAT).file("x" * 150, b"long").getvalue()
+    assert gnu[156:157] == b"L"  # a GNU long-name header comes first
+    cases = {
+        "negative-longname-size": (_with_field(gnu, 0, 124, b"\xff" * 12), "negative size"),
+        "huge-longname-size": (_with_field(gnu, 0, 124, b"\x80" + b"\0" * 7 + b"\x7f" * 4),
+                               "implausibly large"),
+        "bad-octal-size": (_with_field(gnu, 2, 124, b"12x4567\0"), "malformed size"),
+    }
+    for name, (data, how) in cases.items():
+        path = tmp_path / f"{name}.tar"
+        path.write_bytes(data)
+        with pytest.raises(UnsafeArchiveError, match=how):
+            extract_tarball(path, new_dir(tmp_path / f"dest-{name}"))
+    # Base-256 sizes are read as GNU tar writes them for big files.
+    plain = TarFactory(tarfile.GNU_FORMAT).file("f", b"abc").getvalue()
+    b256 = _with_field(plain, 0, 124, b"\x80" + b"\0" * 10 + b"\x03")
+    (tmp_path / "b256.tar").write_bytes(b256)
+    assert tarball_tree_hash(tmp_path / "b256.tar") == tarball_tree_hash(io.BytesIO(plain))
