@@ -17,17 +17,20 @@ from .treehash import compute_git_tree_sha1
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# None is fetch-artifacts' spelling of "no compression".
-_COMPRESSIONS = ("gz", "gzip", "bz2", "bzip2", "xz", "zst", "zstd", "none", "tar", None)
+# None is fetch-artifacts' spelling of "no compression"; "auto" (the default) lets
+# the archive's name decide (.tar.gz, .tar.xz, ...; gzip for a name that says nothing).
+_COMPRESSIONS = ("auto", "gz", "gzip", "bz2", "bzip2", "xz", "zst", "zstd", "none", "tar", None)
 
 
 def create_artifact(directory: PathLike, archive_path: Optional[PathLike] = None,
-                    compression: Optional[str] = "gz") -> Dict[str, str]:
+                    compression: Optional[str] = "auto") -> Dict[str, str]:
     """Hash a folder as an artifact and, with ``archive_path``, pack it.
 
     Returns ``{"git_tree_sha1": ...}`` plus, with an archive, ``"sha256"`` and
     ``"archive_path"``. The archive is deterministic: the same folder always
     gives the same bytes, and it holds the folder's content (no wrapper dir).
+    The archive's name decides its compression unless ``compression`` says
+    (a contradiction, e.g. ``"gz"`` for ``x.tar.xz``, is an error).
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -39,7 +42,8 @@ def create_artifact(directory: PathLike, archive_path: Optional[PathLike] = None
     if archive_path is not None:
         from .archives import create_archive
 
-        result["sha256"] = create_archive(directory, archive_path, compression or "none")
+        result["sha256"] = create_archive(directory, archive_path,
+                                          None if compression == "auto" else compression or "none")
         result["archive_path"] = str(archive_path)
     return result
 

@@ -137,7 +137,10 @@ class InstallError(ArtifactError, OSError):
         self.failures = list(failures)
         lines = [message]
         for source, err in self.failures:
-            lines.append(f"  - {source}: {err}")
+            text = str(err)
+            if text.startswith(f"{source}: "):  # the error already names its source
+                text = text[len(source) + 2:]
+            lines.append(f"  - {source}: {text}")
         super().__init__("\n".join(lines))
 
 

@@ -65,6 +65,12 @@ class Bar:
                 self.files += 1
                 self._bar.set_postfix_str(f"{self.files}/{self.nfiles} files", refresh=False)
 
+    def describe(self, desc: str) -> None:
+        """Change the label, keeping the count (e.g. to say that unpacking runs too)."""
+        if self._bar is not None:
+            with self.lock:
+                self._bar.set_description_str(desc, refresh=False)
+
     def stage(self, desc: str, total: Optional[int] = None) -> None:
         """Start a new phase on the same line (e.g. verifying after a download)."""
         if self._bar is not None:

@@ -67,7 +67,7 @@ def test_a_tarball_shows_its_unpacking_stage(http_server, tmp_path):
                     dict(os.environ))
     rc, shown, _out = term.finish()
     assert rc == 0, shown
-    assert "unpacking s.tar.gz" in shown
+    assert "unpacking s.tar.gz" in shown  # it streams: downloading and unpacking at once
 
 
 def _refused_url() -> str:

@@ -77,6 +77,7 @@ class TarballSource:
             finally:
                 writer.close()
 
+        bar.describe(f"downloading and unpacking {_name(self.url)}")
         thread = threading.Thread(target=pump, name="artifacts-py-download", daemon=True)
         thread.start()
         unpack_error: Optional[BaseException] = None
