@@ -199,13 +199,9 @@ def tree_size(path: Path) -> int:
     """Bytes used by the regular files below ``path`` (a walk: not for the warm path)."""
     import stat
 
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
-    return total
+    from .files import walk
+
+    try:
+        return sum(e.st.st_size for e in walk(path) if stat.S_ISREG(e.st.st_mode))
+    except OSError:  # gone, or changed, while being walked
+        return 0

@@ -16,7 +16,7 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from . import settings
 from .errors import (ArtifactError, BindingExistsError, GobblerError, GobblerNotFoundError, HashMismatchError,
@@ -29,32 +29,49 @@ from .files import remove_tree
 from .treehash import MODE_FILE, TreeBuilder, blob_hasher, hash_file
 
 
-def gobbler_view(directory: Path, ignore_dot: bool = True) -> Dict[str, Tuple[Path, int]]:
-    """Files a Gobbler upload of ``directory`` holds: relative path -> (real file, size).
-
-    Mirrors the server's walk: names starting with ``..`` (and ``.`` when
-    ``ignore_dot``) are skipped, symlinks count as their target's content.
+def upload_view(directory: Path, registry: str, *, skip: Callable[[str], bool] = lambda n: False,
+                name_problem: Callable[[str], Optional[str]] = lambda rel: None
+                ) -> Dict[str, Tuple[Path, int]]:
+    """The files an upload of ``directory`` to ``registry`` holds: relative path ->
+    (real file, size). Symlinks count as their target's content; names for which
+    ``skip`` is true are left out (folders too); a name ``name_problem`` objects to,
+    a symlink to a folder, a broken symlink or a special file is refused with a
+    message naming it. The walk does not depend on Python's recursion limit.
     """
+    from .files import walk
+
+    class _Skipped:  # walk()'s prune: skipped folders are not entered
+        def __contains__(self, name: object) -> bool:
+            return isinstance(name, str) and skip(name)
+
     out: Dict[str, Tuple[Path, int]] = {}
-    root = Path(directory)
-    for dirpath, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not skipped(d, ignore_dot))
-        for d in dirs:
-            if os.path.islink(os.path.join(dirpath, d)):
-                raise InvalidArgumentError(f"{os.path.join(dirpath, d)}: a symlink to a directory "
-                                    "cannot be uploaded to Gobbler; replace it with a real folder")
-        for name in files:
-            if skipped(name, ignore_dot):
-                continue
-            p = Path(dirpath, name)
-            try:
-                st = p.stat()
-            except FileNotFoundError:
-                raise InvalidArgumentError(f"{p}: broken symlink; Gobbler cannot upload it") from None
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidArgumentError(f"{p}: not a regular file; Gobbler uploads only files and links")
-            out[p.relative_to(root).as_posix()] = (p, st.st_size)
+    for e in walk(directory, sort=True, prune=_Skipped()):
+        if skip(e.name) or stat.S_ISDIR(e.st.st_mode):
+            continue
+        p = Path(directory, e.rel)
+        try:
+            st = p.stat() if stat.S_ISLNK(e.st.st_mode) else e.st
+        except FileNotFoundError:
+            raise InvalidArgumentError(f"{p}: broken symlink; {registry} cannot upload it (fix "
+                                       "or remove it)") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise InvalidArgumentError(f"{p}: a symlink to a directory cannot be uploaded to "
+                                       f"{registry}; replace it with a real folder")
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidArgumentError(f"{p}: not a regular file; {registry} uploads only "
+                                       "files and links to files")
+        problem = name_problem(e.rel)
+        if problem:
+            raise InvalidArgumentError(f"{p}: {registry} cannot store this name ({problem}); "
+                                       "rename or remove it")
+        out[e.rel] = (p, st.st_size)
     return out
+
+
+def gobbler_view(directory: Path, ignore_dot: bool = True) -> Dict[str, Tuple[Path, int]]:
+    """Files a Gobbler upload of ``directory`` holds (the server's walk: names starting
+    with ``..``, and ``.`` when ``ignore_dot``, are skipped)."""
+    return upload_view(directory, "Gobbler", skip=lambda name: skipped(name, ignore_dot))
 
 
 def hash_view(view: Dict[str, Tuple[Path, int]]) -> Tuple[str, Dict[str, Tuple[int, str]]]:

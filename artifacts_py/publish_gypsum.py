@@ -15,14 +15,13 @@ Any failure leaves the Artifacts.toml byte-identical.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 from .errors import ArtifactError, GypsumError, HashMismatchError, InvalidArgumentError
 from .gypsum.protocol import (GypsumSource, check_manifest, name_problem, path_problem,
                               version_key)
-from .publish import compare_manifest, hash_view, preflight
+from .publish import compare_manifest, hash_view, preflight, upload_view
 from .sources.gypsum import fetch_document, service_url
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -30,30 +29,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 def gypsum_view(directory: Path) -> Dict[str, Tuple[Path, int]]:
     """Files a gypsum upload of ``directory`` holds: relative path -> (real file, size)."""
-    out: Dict[str, Tuple[Path, int]] = {}
-    for dirpath, dirs, files in os.walk(directory):
-        dirs.sort()
-        for d in dirs:
-            if os.path.islink(os.path.join(dirpath, d)):
-                raise InvalidArgumentError(f"{os.path.join(dirpath, d)}: a symlink to a "
-                                           "directory cannot be uploaded to gypsum; replace it "
-                                           "with a real folder")
-        for name in files:
-            p = Path(dirpath, name)
-            rel = p.relative_to(directory).as_posix()
-            problem = path_problem(rel)
-            if problem:
-                raise InvalidArgumentError(f"{p}: gypsum cannot store this name ({problem}); "
-                                           "rename or remove it")
-            try:
-                st = p.stat()
-            except FileNotFoundError:
-                raise InvalidArgumentError(f"{p}: broken symlink; gypsum cannot upload it "
-                                           "(fix or remove it)") from None
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidArgumentError(f"{p}: not a regular file; gypsum stores only files")
-            out[rel] = (p, st.st_size)
-    return out
+    return upload_view(directory, "gypsum", name_problem=path_problem)
 
 
 def publish_gypsum(toml_path: PathLike, name: str, directory: PathLike, *, project: str,

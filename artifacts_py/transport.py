@@ -119,10 +119,16 @@ def _retry(total: int, backoff_factor: float) -> Any:
     """urllib3's ``Retry`` with a cap on ``Retry-After`` and an INFO line per retry."""
     global _retry_class
     if _retry_class is None:
-        from urllib3.exceptions import MaxRetryError, ResponseError
+        from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
         from urllib3.util.retry import Retry
 
         class CappedRetry(Retry):
+            def get_retry_after(self, response: Any) -> Optional[float]:
+                try:
+                    return super().get_retry_after(response)
+                except InvalidHeader:  # a malformed Retry-After (e.g. "0.3"): ignored
+                    return None
+
             def increment(self, method: Optional[str] = None, url: Optional[str] = None,
                           response: Any = None, error: Optional[Exception] = None,
                           _pool: Any = None, _stacktrace: Any = None) -> "CappedRetry":

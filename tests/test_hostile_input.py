@@ -8,6 +8,7 @@ manifests, real Artifacts.toml files with broken URLs (issue 10).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import socketserver
 import threading
@@ -207,3 +208,38 @@ def test_manifest_bytes_parse_or_give_the_registry_error(data):
             parse(data)
         except error as e:
             assert "p/a/v" in str(e)
+
+
+def test_a_tree_1000_folders_deep_is_viewed_hashed_and_sized_without_recursion(tmp_path):
+    import sys
+
+    from artifacts_py import depot
+    from artifacts_py.publish import gobbler_view, hash_view
+    from artifacts_py.publish_gypsum import gypsum_view
+
+    from artifacts_py.files import remove_tree
+
+    root = tmp_path / "deep"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1000):  # one level at a time: pathlib's mkdir(parents=True) recurses
+        os.mkdir("d", dir_fd=fd)
+        deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    out = os.open("bottom.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(out, b"at the bottom\n")
+    os.close(out)
+    os.close(fd)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)
+    try:
+        for view in (gobbler_view(root), gypsum_view(root)):
+            assert list(view) == ["d/" * 1000 + "bottom.txt"]
+            tree, sums = hash_view(view)
+        assert tree == artifacts_py.compute_git_tree_sha1(root)
+        assert depot.tree_size(root) == len(b"at the bottom\n")
+        remove_tree(root)  # and pytest's own clean-up would recurse
+        assert not root.exists()
+    finally:
+        sys.setrecursionlimit(old)

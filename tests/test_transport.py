@@ -301,3 +301,9 @@ def test_a_dripping_server_is_abandoned_by_the_low_speed_limit(http_server, tmp_
     assert time.monotonic() - start < 10
     assert "too slow" in str(exc.value) and "bytes/s" in str(exc.value)
     assert not (tmp_path / "drip.bin").exists()
+
+
+def test_a_malformed_retry_after_is_ignored(http_server, tmp_path):
+    url = http_server.add("/odd.bin", DATA, status=503, retry_after=0.3, fail_first=1)
+    download(url, tmp_path / "odd.bin", sha256=SHA, transport=fast_session(retries=2))
+    assert http_server.count("/odd.bin", "GET") == 2
