@@ -795,3 +795,27 @@ def _remove_default_dirs(*dirs: str) -> None:
     # that stop_gobbler leaves behind; this test made them, so it removes them.
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_version_flag_missing_staging_and_port_clash(tmp_path: Path) -> None:
+    import socket
+
+    run = [sys.executable, "-m", "artifacts_py.servers.gobbler.server"]
+    out = subprocess.run([*run, "-V"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("artifacts-gobbler (artifacts-py ")
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    out = subprocess.run([*run, "-registry", str(registry), "-staging", str(tmp_path / "nope"),
+                          "-port", "0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "staging directory" in out.stderr and "does not exist" in out.stderr
+    assert list(registry.iterdir()) == []  # nothing created before the check
+    (tmp_path / "staging").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run([*run, "-registry", str(registry), "-staging",
+                              str(tmp_path / "staging"), "-port", str(port)],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and f"port {port}" in out.stderr and "in use" in out.stderr
+    assert list(registry.iterdir()) == [] and "Traceback" not in out.stderr

@@ -700,6 +700,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     def add(name: str, **kwargs: Any) -> None:
         parser.add_argument(f"-{name}", f"--{name}", dest=name.replace("-", "_"), **kwargs)
 
+    from ..._version import __version__
+
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"artifacts-gobbler (artifacts-py {__version__})")
     add("registry", help="path to the registry directory (required)")
     add("staging", help="path to the staging directory (required)")
     add("admin", default="", help="comma-separated administrator user names")
@@ -751,11 +755,22 @@ def make_server(cfg: Config, host: str = "127.0.0.1", port: int = 0, prefix: str
                 shown_registry: Optional[str] = None, shown_staging: Optional[str] = None,
                 verbose: bool = False, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> GobblerServer:
-    """Prepare the registry (``..logs``), mark staging entries and bind the server."""
+    """Check both folders, bind the server, then prepare the registry (``..logs``) and
+    mark the staging entries: a bad flag or a taken port leaves nothing behind."""
+    for what, path in (("registry", cfg.registry), ("staging", cfg.staging)):
+        if not os.path.isdir(path):
+            raise OSError(errno.ENOENT, f"the {what} directory {path} does not exist; create "
+                          "it first")
+    try:
+        server = GobblerServer((host, port), cfg, prefix=prefix, shown_registry=shown_registry,
+                               shown_staging=shown_staging, verbose=verbose,
+                               idle_timeout=idle_timeout, max_connections=max_connections)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(exc.errno, f"port {port} on {host} is already in use; pick another "
+                          "with -port (0: any free port)") from None
+        raise
     os.makedirs(os.path.join(cfg.registry, "..logs"), 0o755, exist_ok=True)
-    server = GobblerServer((host, port), cfg, prefix=prefix, shown_registry=shown_registry,
-                           shown_staging=shown_staging, verbose=verbose,
-                           idle_timeout=idle_timeout, max_connections=max_connections)
     server.mark_staging()
     return server
 
@@ -784,7 +799,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              idle_timeout=args.idle_timeout,
                              max_connections=args.max_connections)
     except OSError as exc:
-        sys.stderr.write(f"artifacts-gobbler: cannot start: {exc}\n")
+        sys.stderr.write(f"artifacts-gobbler: cannot start: {exc.strerror or exc}\n")
         return 1
     stop = threading.Event()
     start_purge_thread(cfg, stop)
