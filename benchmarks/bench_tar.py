@@ -82,7 +82,10 @@ def main() -> None:
     ap.add_argument("--files", type=int, action="append")
     ap.add_argument("--no-big", action="store_true")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--quick", action="store_true", help="1,000 files only, no big tar (< 30 s)")
     args = ap.parse_args()
+    if args.quick:
+        args.files, args.no_big = args.files or [1000], True
     sys.path.insert(0, str(ROOT))
     from artifacts_py.archives import create_archive
 
