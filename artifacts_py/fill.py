@@ -106,6 +106,37 @@ def fill(dest: Path, files: Sequence[FileSpec], empty_dirs: Sequence[str], fetch
     return builder.hexdigest()
 
 
+def http_fetch(url_for: Callable[[str], str], bar: Bar, where: str) -> Fetch:
+    """A ``fetch`` for :func:`fill` over HTTP: ``url_for(rel)`` is each file's URL.
+
+    One transport (connection pool) per worker thread; a small file takes the
+    transport's lean GET, anything else (or anything unusual there) the robust
+    download, which retries and resumes. Bytes are hashed as they arrive.
+    """
+    from . import transport
+
+    local = threading.local()
+
+    def fetch(rel: str, dst: str, size: int) -> Tuple[int, str, bytes]:
+        t = getattr(local, "t", None)
+        if t is None:
+            t = local.t = transport.Transport()
+        url = url_for(rel)
+        if size <= SMALL_GET:  # the common case on a lean path; anything odd falls through
+            data = t.get_small(url, size)
+            if data is not None:
+                got = write_and_hash(dst, data)
+                bar.update(got[0])
+                return got
+        res = transport.download(url, dst, transport=t, on_bytes=bar.update,
+                                 hashers=(hashlib.md5, lambda: blob_hasher(size)),
+                                 compute_sha256=False, mode=FILE_MODE, label=f"{where}/{rel}")
+        md5_obj, sha_obj = res.digests
+        return res.size, md5_obj.hexdigest(), sha_obj.digest()
+
+    return fetch
+
+
 def _duplicate(src: str, dst: str) -> None:
     """``dst`` with ``src``'s bytes: a hard link in our own temp dir, else a copy."""
     try:

@@ -10,8 +10,6 @@ resumes with ``Range``.
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Tuple
@@ -22,7 +20,6 @@ from ..errors import DownloadError, GobblerError, GobblerNotFoundError, OfflineE
 from ..gobbler.protocol import (GobblerSource, check_manifest, fetch_url, parse_manifest,
                                 which_missing)
 from ..progress import Bar
-from ..treehash import blob_hasher
 from .base import Filled
 
 # Requests in flight at first on a near server (the engine grows the number while it
@@ -46,26 +43,8 @@ class RestSource:
         files, empty = check_manifest(fetch_manifest(self.url, self.g), self.where)
         cap = settings.max_connections()
         workers = engine.workers_for(time.monotonic() - started, cap)
-        local = threading.local()
         base = f"{self.g.project}/{self.g.asset}/{self.g.version}/"
-
-        def fetch(rel: str, dst: str, size: int) -> Tuple[int, str, bytes]:
-            t = getattr(local, "t", None)
-            if t is None:  # one transport (connection pool) per worker thread
-                t = local.t = transport.Transport()
-            file_url = fetch_url(self.url, base + rel)
-            if size <= engine.SMALL_GET:  # the common case on a lean path; anything odd falls through
-                data = t.get_small(file_url, size)
-                if data is not None:
-                    got = engine.write_and_hash(dst, data)
-                    bar.update(got[0])
-                    return got
-            res = transport.download(file_url, dst, transport=t, on_bytes=bar.update,
-                                     hashers=(hashlib.md5, lambda: blob_hasher(size)),
-                                     compute_sha256=False, mode=engine.FILE_MODE)
-            md5_obj, sha_obj = res.digests
-            return res.size, md5_obj.hexdigest(), sha_obj.digest()
-
+        fetch = engine.http_fetch(lambda rel: fetch_url(self.url, base + rel), bar, self.where)
         specs = [engine.FileSpec(*f) for f in files]
         tree = engine.fill(dest, specs, empty, fetch, workers=workers, cap=cap, where=self.where,
                            bar=bar)

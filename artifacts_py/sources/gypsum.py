@@ -12,11 +12,9 @@ and checked against the manifest. The tree hash comes from the blob hashes.
 
 from __future__ import annotations
 
-import hashlib
-import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from .. import fill as engine
 from .. import settings, transport
@@ -24,7 +22,6 @@ from ..errors import DownloadError, GypsumError, GypsumNotFoundError, OfflineErr
 from ..gypsum.protocol import (DEFAULT_URL, FileEntry, GypsumSource, check_manifest, file_url,
                                loads_unique, version_key)
 from ..progress import Bar
-from ..treehash import blob_hasher
 from .base import Filled
 
 
@@ -67,26 +64,7 @@ class GypsumVersionSource:
             else:
                 first[f.key] = f
         keys = {f.path: f.key for f in first.values()}
-        local = threading.local()
-
-        def fetch(rel: str, dst: str, size: int) -> Tuple[int, str, bytes]:
-            t = getattr(local, "t", None)
-            if t is None:  # one transport (connection pool) per worker thread
-                t = local.t = transport.Transport()
-            url = file_url(self.url, keys[rel])
-            if size <= engine.SMALL_GET:
-                data = t.get_small(url, size)
-                if data is not None:
-                    got = engine.write_and_hash(dst, data)
-                    bar.update(got[0])
-                    return got
-            res = transport.download(url, dst, transport=t, on_bytes=bar.update,
-                                     hashers=(hashlib.md5, lambda: blob_hasher(size)),
-                                     compute_sha256=False, mode=engine.FILE_MODE,
-                                     label=f"{self.where}/{rel}")
-            md5_obj, sha_obj = res.digests
-            return res.size, md5_obj.hexdigest(), sha_obj.digest()
-
+        fetch = engine.http_fetch(lambda rel: file_url(self.url, keys[rel]), bar, self.where)
         specs = [engine.FileSpec(f.path, f.size, f.md5) for f in first.values()]
         tree = engine.fill(dest, specs, [], fetch, workers=workers, cap=cap, where=self.where,
                            bar=bar, copies=copies)
