@@ -99,8 +99,8 @@ def test_remove_tree_as_unprivileged_user(tmp_path):
     os.chown(base, 65534, 65534)
     script = (
         "import os, sys\n"
+        "from artifacts_py.files import remove_tree\n"  # before: nobody cannot read /root
         "os.setgid(65534); os.setuid(65534)\n"
-        "from artifacts_py.files import remove_tree\n"
         "root = sys.argv[1] + '/t'\n"
         "os.makedirs(root + '/a/b')\n"
         "open(root + '/a/b/f', 'w').close()\n"
