@@ -316,3 +316,20 @@ def open_dir_at(dir_fd: int, rel: str) -> int:
 
 
 __all__ = ["Entry", "walk", "make_readonly", "remove_tree", "open_dir_at", "umask"]
+
+
+def create_exclusive(directory: str, prefix: str) -> Tuple[int, str]:
+    """A new file ``<directory>/<prefix><random>``, opened for writing; (fd, path).
+
+    Unlike ``mkstemp`` (0600) its mode is 0666 minus the umask, so another
+    account (a registry service) can read it; no chmod, which would break
+    default ACLs.
+    """
+    import secrets
+
+    while True:
+        path = os.path.join(directory, prefix + secrets.token_hex(6))
+        try:
+            return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), path
+        except FileExistsError:
+            continue

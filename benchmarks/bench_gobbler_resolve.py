@@ -29,7 +29,7 @@ so any HTTP would fail): ``artifacts_py.artifact`` vs
 ``cp -r VERSION DEST && find DEST -type f -print0 | xargs -0 md5sum``.
 
 Every run is a separate process (interpreter start included in "wall";
-"call" is the library call alone, reported by the child), best of 3
+"call" is the library call alone, reported by the child), median of 3
 (``--repeat``), rounds interleaved, dirty pages flushed (untimed) before each
 run, each destination in a fresh ext4 block group if possible, and trees of
 many files are deleted only at the end (``common.spread_subdirs``, ``KEEP_FILES``:
@@ -241,25 +241,26 @@ def fmt(seconds: float) -> str:
 
 
 def print_runs(title: str, runs: Dict[str, List[Run]], baseline: str, size: int) -> Dict[str, Run]:
-    """Table of each contender's best run (by wall); returns those best runs.
+    """Table of each contender's median run (by wall); returns those runs.
 
     Columns: wall time, ratio to ``baseline``, CPU of the client process tree
     and of the server process during that run, then all walls and throughput.
     """
-    best = {label: min(rs, key=lambda r: r.wall) for label, rs in runs.items()}
+    chosen = {label: sorted(rs, key=lambda r: r.wall)[(len(rs) - 1) // 2]
+            for label, rs in runs.items()}
     width = max(len(label) for label in runs)
     print(f"\n{title}  [load average {os.getloadavg()[0]:.1f}]")
     print(f"  {'':{width}}  {'wall':>9}  {'ratio':>6}  {'cpu':>9}  {'srv cpu':>9}  note")
-    for label, r in best.items():
+    for label, r in chosen.items():
         walls = ", ".join(f"{x.wall:.2f}" for x in runs[label])
         call = f"; call {fmt(r.call)}" if "call" in r.info else ""
-        print(f"  {label:{width}}  {fmt(r.wall):>9}  {r.wall / best[baseline].wall:5.2f}x  "
-              f"{fmt(r.cpu):>9}  {fmt(r.server_cpu):>9}  best of {len(runs[label])} ({walls} s)"
+        print(f"  {label:{width}}  {fmt(r.wall):>9}  {r.wall / chosen[baseline].wall:5.2f}x  "
+              f"{fmt(r.cpu):>9}  {fmt(r.server_cpu):>9}  median of {len(runs[label])} ({walls} s)"
               f"{call}; {size / r.wall / 1e6:.0f} MB/s")
     print(f"  (ratio = wall / wall of '{baseline}'; cpu = user+sys of the client process tree,"
           " srv cpu = of the Gobbler server, in that run)")
     sys.stdout.flush()
-    return best
+    return chosen
 
 
 # --------------------------------------------------------------------- data
@@ -527,7 +528,7 @@ def profile(out: Path, tools: Tools, versions: List[Version], targets: Path,
 
 def main() -> int:
     p = common.bench_parser(__doc__.splitlines()[0], "gobbler-resolve")  # --quick: 200 x 16 KiB, 4 x 16 MiB
-    p.add_argument("--repeat", type=int, default=REPEAT, help=f"runs per contender (best of; {REPEAT})")
+    p.add_argument("--repeat", type=int, default=REPEAT, help=f"runs per contender (median of; {REPEAT})")
     p.add_argument("--profile", metavar="DIR", help="also record py-spy profiles of our runs")
     p.add_argument("--only", choices=("small", "large"), help="one version only")
     p.add_argument("--dest", choices=("tmpfs", "disk"), default="tmpfs",

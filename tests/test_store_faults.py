@@ -25,19 +25,26 @@ from tarfactory import TarFactory
 HELPER = Path(__file__).with_name("core_helpers.py")
 
 
-def test_kill_9_mid_download_leaves_no_half_artifact(tmp_path, isolated_depot, capsys):
+def _child_mid_download(server: "GatedServer", tmp_path: Path) -> tuple:
+    """A child process resolving "Big", whose first GET sends part of the body and then
+    hangs: returned once the server has seen it (child, tree, toml)."""
     data, tree, sha = make_tarball(tmp_path, {"big.bin": os.urandom(400_000)})
+    url = server.add("/big.tar.gz", data, stall_after=100_000, stall_first=1)
+    toml = write_toml(tmp_path / "Artifacts.toml", "Big", tree, [(url, sha)])
+    child = subprocess.Popen([sys.executable, str(HELPER), "Big", str(toml)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if not server.wait_for("/big.tar.gz", 1, timeout=60):
+        child.kill()
+        child.communicate(timeout=30)
+        raise AssertionError("the child never asked for the tarball")
+    return child, tree, toml
+
+
+def test_kill_9_mid_download_leaves_no_half_artifact(tmp_path, isolated_depot, capsys):
     with GatedServer() as server:
-        # The first GET sends part of the body and then hangs: the child is mid-install.
-        url = server.add("/big.tar.gz", data, stall_after=100_000, stall_first=1)
-        toml = write_toml(tmp_path / "Artifacts.toml", "Big", tree, [(url, sha)])
-        child = subprocess.Popen([sys.executable, str(HELPER), "Big", str(toml)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            assert server.wait_for("/big.tar.gz", 1, timeout=60), "child never asked"
-        finally:
-            child.kill()  # SIGKILL: no finally blocks, no clean-up in the child
-            child.communicate(timeout=30)
+        child, tree, toml = _child_mid_download(server, tmp_path)
+        child.kill()  # SIGKILL: no finally blocks, no clean-up in the child
+        child.communicate(timeout=30)
         assert child.returncode == -9
 
         dest = isolated_depot / "artifacts" / tree
@@ -145,14 +152,9 @@ def test_broken_body_resumes_through_artifact(http_server, tmp_path, isolated_de
 def test_ctrl_c_mid_download_cleans_up(tmp_path, isolated_depot):
     import signal
 
-    data, tree, sha = make_tarball(tmp_path, {"big.bin": os.urandom(400_000)})
     with GatedServer() as server:
-        url = server.add("/big.tar.gz", data, stall_after=100_000, stall_first=1)
-        toml = write_toml(tmp_path / "Artifacts.toml", "Big", tree, [(url, sha)])
-        child = subprocess.Popen([sys.executable, str(HELPER), "Big", str(toml)],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        child, _tree, _toml = _child_mid_download(server, tmp_path)
         try:
-            assert server.wait_for("/big.tar.gz", 1, timeout=60), "child never asked"
             child.send_signal(signal.SIGINT)
             _, err = child.communicate(timeout=30)
         finally:

@@ -53,6 +53,7 @@ from .. import transport
 from ..errors import (DownloadError, GobblerError, GobblerNotFoundError, OfflineError,
                       hash_mismatch)
 from ..transport import Response
+from ..files import create_exclusive
 from .protocol import fetch_url
 from .protocol import skipped as _skipped
 
@@ -183,20 +184,6 @@ def _cache_root(cache: Optional[str], url: str) -> str:
     return os.path.join(cache, urllib.parse.quote(_base(url), safe=""))
 
 
-def _create_exclusive(directory: str, prefix: str) -> Tuple[int, str]:
-    """Create a new file ``<prefix><random>`` with mode 0666 minus the umask.
-
-    Unlike ``mkstemp`` (0600) the mode follows the umask, so another account
-    (the service) can read it; no chmod, which would break default ACLs.
-    """
-    while True:
-        path = os.path.join(directory, prefix + secrets.token_hex(6))
-        try:
-            return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), path
-        except FileExistsError:
-            continue
-
-
 def _remove_quietly(path: str) -> None:
     try:
         os.remove(path)
@@ -217,7 +204,7 @@ def _download(url: str, path: str, root: str, expected: Optional[Dict[str, Any]]
     os.makedirs(tempdir, exist_ok=True)
     os.makedirs(os.path.dirname(target), exist_ok=True)
     source = _fetch_url(url, path)
-    fd, temp = _create_exclusive(tempdir, "part-")
+    fd, temp = create_exclusive(tempdir, "part-")
     os.close(fd)
     try:
         try:
@@ -638,7 +625,7 @@ def _request(action: str, payload: Dict[str, Any], staging: Optional[str],
     if spoof is not None:
         payload = {**payload, "spoof": spoof}
     body = json.dumps(payload, indent=4).encode("utf-8")
-    fd, path = _create_exclusive(staging, f"request-{action}-")
+    fd, path = create_exclusive(staging, f"request-{action}-")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(body)

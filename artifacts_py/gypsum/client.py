@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import secrets
 import shutil
 import time
 from urllib.parse import urlencode
@@ -190,14 +189,11 @@ def _local(root: str, key: str) -> str:
 
 def _new_temp(root: str) -> Tuple[int, str]:
     """A new file in ``<cache>/tmp`` (same file system as the cache), mode 0666 minus umask."""
+    from ..files import create_exclusive
+
     tmpdir = os.path.join(root, "tmp")
     os.makedirs(tmpdir, exist_ok=True)
-    while True:
-        path = os.path.join(tmpdir, "part-" + secrets.token_hex(8))
-        try:
-            return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666), path
-        except FileExistsError:
-            continue
+    return create_exclusive(tmpdir, "part-")
 
 
 def _unlink(path: str) -> None:
