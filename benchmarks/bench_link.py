@@ -187,6 +187,7 @@ class Tools:
     def __init__(self, root: Path, toml: Path) -> None:
         self.root, self.toml = root, toml
         self.nowhere = str(root / "registry-not-mounted-here")
+        self.select: Optional[List[str]] = None  # --select: a subset of the contenders
 
     def ours(self, max_connections: Optional[int] = None) -> Fetch:
         """artifacts-py; ``max_connections`` sets ARTIFACTS_PY_MAX_CONNECTIONS (default 64)."""
@@ -237,7 +238,10 @@ class Tools:
         if same:
             notes.append(f"{', '.join(c.label for c in same)}: left out, the same as 8 "
                          f"for {v.n_files} files")
-        return [c for c in out if c not in same], notes
+        chosen = [c for c in out if c not in same]
+        if self.select:
+            chosen = [c for c in chosen if any(w in c.label for w in self.select)]
+        return chosen, notes
 
 
 # -------------------------------------------------------------- measuring
@@ -364,6 +368,8 @@ def main() -> int:
     p.add_argument("--only", choices=("small", "large"), help="one version only")
     p.add_argument("--dest", choices=("disk", "tmpfs"), default="disk",
                    help="where the timed runs write: the workdir's disk (default) or /dev/shm")
+    p.add_argument("--select", nargs="+", metavar="TEXT",
+                   help="only the contenders whose label contains one of these")
     args = p.parse_args()
     rtts = args.rtt if args.rtt is not None else ([20.0] if args.quick else [0.0, 20.0, 100.0])
     repeat = args.repeat or (1 if args.quick else REPEAT)
@@ -382,6 +388,7 @@ def main() -> int:
         print(f"   server {server}; uploaded and pinned "
               f"{', '.join(v.describe() for v in versions)} in {time.perf_counter() - t0:.0f} s")
         tools = Tools(root, toml)
+        tools.select = args.select
         if not args.quick:  # untimed: bytecode caches and the server warm
             measure(targets, "prime", versions[0], tools.contenders(versions[0])[0][:2], server, 1)
         for case in cases:
