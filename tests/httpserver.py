@@ -66,6 +66,7 @@ class Request:
     method: str
     path: str
     headers: Message = field(repr=False)
+    peer: Tuple[str, int] = ("", 0)  # the client's address: one per connection
 
 
 class _Server(ThreadingHTTPServer):
@@ -167,7 +168,8 @@ class FaultyServer:
         if "://" in path:  # absolute form: we are being used as an HTTP proxy
             path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
         with self._lock:
-            self.requests.append(Request(handler.command, handler.path, handler.headers))
+            self.requests.append(Request(handler.command, handler.path, handler.headers,
+                                         handler.client_address[:2]))
             entry = self._files.get(path)
             if entry is None:
                 return None, 0, 0

@@ -42,6 +42,22 @@ def test_plain_download(http_server, tmp_path):
     assert http_server.requests[0].headers["User-Agent"].startswith("artifacts-py/")
 
 
+def test_large_bodies_are_read_in_place_and_the_connection_is_kept(http_server, tmp_path):
+    """Bodies of known length are read into one reused buffer (no new bytes per chunk),
+    then the connection serves the next download; a body cut short is resumed."""
+    big = os.urandom(3 * (1 << 20) + 123)  # several CHUNKs and a partial one
+    url = http_server.add("/big.bin", big)
+    cut = http_server.add("/cut.bin", big, truncate_first=1, truncate_at=(1 << 20) + 7)
+    t = fast_session()
+    for name in ("one", "two"):
+        got = download(url, tmp_path / name, transport=t, hashers=(hashlib.md5,))
+        assert (tmp_path / name).read_bytes() == big
+        assert got.digests[0].hexdigest() == hashlib.md5(big).hexdigest()
+    assert len({r.peer for r in http_server.requests}) == 1  # kept alive across both
+    assert download(cut, tmp_path / "cut", transport=t).sha256 == hashlib.sha256(big).hexdigest()
+    assert ranges(http_server, "/cut.bin") == [None, f"bytes={(1 << 20) + 7}-"]
+
+
 def test_sha256_mismatch_deletes_dest(http_server, tmp_path):
     url = http_server.add("/a.bin", DATA)
     dest = tmp_path / "a.bin"
