@@ -24,6 +24,7 @@ imports urllib3 lazily: importing it is cheap and safe on the warm path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -63,6 +64,8 @@ MAX_RETRY_AFTER = 60.0
 SPEED_LIMIT = 1024
 SPEED_TIME = 30.0
 USER_AGENT = f"artifacts-py/{__version__}"
+# The largest body Transport.get_small takes when no size is given.
+LEAN_MAX = 64 << 20
 # urllib3 wraps socket errors in reprs like "HTTPConnectionPool(host=..): ..." and
 # "<urllib3.connection.HTTPConnection object at 0x..>: "; users need neither.
 _NOISE = re.compile(r"\w+ConnectionPool\([^)]*\):\s*|<[^>]* object at 0x[0-9a-f]+>:?\s*")
@@ -184,7 +187,7 @@ class Transport:
         self.speed_limit, self.speed_time = speed_limit, speed_time
         self.read_timeout = settings.timeout() if timeout is None else timeout
         self.connect_timeout = min(10.0, self.read_timeout)
-        self.retry = _retry(self.retries, backoff_factor)
+        self.backoff_factor = backoff_factor
         # identity: we hash the bytes as stored at the URL; ranges address those bytes too.
         self.headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         self._pool_maxsize = pool_maxsize
@@ -193,6 +196,11 @@ class Transport:
         self._lock = threading.Lock()
         self._plain = threading.local()  # get_small's connections, per thread
         self._tls: Any = None
+
+    @functools.cached_property
+    def retry(self) -> Any:
+        """urllib3's Retry for this policy, made on first use (get_small never needs it)."""
+        return _retry(self.retries, self.backoff_factor)
 
     def _timeout(self, read: Optional[float]) -> Any:
         from urllib3 import Timeout
@@ -242,8 +250,11 @@ class Transport:
             raise DownloadError(f"{url}: {reason(exc)}", url=url) from None
         return Response(resp.status, resp.reason or "", resp.headers, resp.data or b"", url)
 
-    def get_small(self, url: str, size: int) -> Optional[bytes]:
+    def get_small(self, url: str, size: Optional[int] = None) -> Optional[bytes]:
         """The body of a plain ``200`` answer of exactly ``size`` bytes, or None.
+
+        ``size=None`` takes any length up to :data:`LEAN_MAX` (a manifest): a
+        small install then never imports urllib3.
 
         The fast path for many small files: one kept-alive ``http.client``
         connection per host and thread, and nothing else: no retries, no
@@ -266,7 +277,10 @@ class Transport:
             conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
                          headers=self.headers)
             resp = conn.getresponse()
-            if resp.status != 200 or resp.getheader("Content-Length") != str(size):
+            length = resp.getheader("Content-Length") or ""
+            if size is None and length.isdigit() and int(length) <= LEAN_MAX:
+                size = int(length)
+            if resp.status != 200 or length != str(size):
                 conn.close()  # an unread body: this connection is done
                 return None
             body: bytes = resp.read()

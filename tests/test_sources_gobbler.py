@@ -319,6 +319,21 @@ def test_one_progress_bar_for_the_artifact_on_a_terminal(gob, tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == b""
 
 
+def test_a_version_of_small_files_installs_over_rest_without_urllib3(gob, tmp_path):
+    """The manifest and the small files take the lean GET: urllib3 is never imported."""
+    toml, _ = _publish(gob, tmp_path, "lean", files={"matrix.csv": b"1,2\n", "sub/b é.txt": b"b"})
+    env = {**os.environ, "ARTIFACTS_PY_DEPOT_PATH": str(tmp_path / "d"),
+           "ARTIFACTS_PY_GOBBLER_REGISTRY": str(tmp_path / "not-mounted")}
+    code = ("import sys, artifacts_py; p = artifacts_py.artifact('Data', sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'urllib3'), "
+            "sorted(f.name for f in p.iterdir()))")
+    out = subprocess.run([sys.executable, "-c", code, str(toml)], capture_output=True,
+                         env=env, timeout=60, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("] ")[0] == "[", out.stdout  # no urllib3 module at all
+    assert "'matrix.csv'" in out.stdout.split("] ")[1]
+
+
 # ------------------------------------------------------------------------- add
 
 def test_cli_add_pins_latest_then_needs_force(gob, tmp_path, capsys):

@@ -58,6 +58,9 @@ class RestSource:
 def fetch_manifest(url: str, g: GobblerSource) -> object:
     """GET the version's ``..manifest``, never cached (missing project/asset/version -> which one)."""
     target = fetch_url(url, f"{g.coordinates}/..manifest")
+    data = transport.default().get_small(target)  # the common case, without urllib3
+    if data is not None:
+        return parse_manifest(data, f"{url}/fetch/{g.coordinates}")
     try:
         r = transport.default().request("GET", target)
     except DownloadError as e:
