@@ -19,12 +19,15 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .errors import hash_mismatch
 from .files import umask
 from .progress import Bar
 from .treehash import MODE_FILE, TreeBuilder, blob_hasher, hash_file
+
+if TYPE_CHECKING:
+    from . import transport
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +109,23 @@ def fill(dest: Path, files: Sequence[FileSpec], empty_dirs: Sequence[str], fetch
     return builder.hexdigest()
 
 
-def http_fetch(url_for: Callable[[str], str], bar: Bar, where: str) -> Fetch:
+def http_fetch(url_for: Callable[[str], str], bar: Bar, where: str,
+               shared: "Optional[transport.Transport]" = None) -> Fetch:
     """A ``fetch`` for :func:`fill` over HTTP: ``url_for(rel)`` is each file's URL.
 
-    One transport (connection pool) per worker thread; a small file takes the
-    transport's lean GET, anything else (or anything unusual there) the robust
+    A small file takes the transport's lean GET (a kept-alive connection per
+    worker thread), anything else (or anything unusual there) the robust
     download, which retries and resumes. Bytes are hashed as they arrive.
+    ``shared`` is one transport for every worker (give it a pool as large as
+    the cap; its :meth:`~transport.Transport.preconnect` connections are
+    taken by the workers); by default each worker has its own.
     """
     from . import transport
 
     local = threading.local()
 
     def fetch(rel: str, dst: str, size: int) -> Tuple[int, str, bytes]:
-        t = getattr(local, "t", None)
+        t = shared or getattr(local, "t", None)
         if t is None:
             t = local.t = transport.Transport()
         url = url_for(rel)

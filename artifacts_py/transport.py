@@ -195,6 +195,8 @@ class Transport:
         self._proxy_of: Dict[Tuple[str, str], str] = {}  # (scheme, host) -> proxy URL
         self._lock = threading.Lock()
         self._plain = threading.local()  # get_small's connections, per thread
+        self._spares: Dict[Tuple[str, str], List[Any]] = {}  # preconnect's, for any thread
+        self._generation = 0  # bumped by close(): late spares are closed, not kept
         self._tls: Any = None
 
     @functools.cached_property
@@ -273,7 +275,7 @@ class Transport:
         conn = conns.get((scheme, parts.netloc))
         try:
             if conn is None:
-                conn = conns[(scheme, parts.netloc)] = self._connect(scheme, parts)
+                conn = conns[(scheme, parts.netloc)] = self._spare_or_new(scheme, parts)
             conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
                          headers=self.headers)
             resp = conn.getresponse()
@@ -289,6 +291,60 @@ class Transport:
                 conn.close()
             return None
         return body if len(body) == size else None
+
+    def open(self, url: str) -> float:
+        """Open this thread's lean connection to ``url``'s host; the seconds that took.
+
+        About one round trip for a new connection (0 when one is open, or
+        when :meth:`get_small` would not be used: a proxy, another scheme).
+        """
+        check_online(url)
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        conns = self._plain.__dict__.setdefault("conns", {})
+        if scheme not in ("http", "https") or self._proxy(parts) or (scheme, parts.netloc) in conns:
+            return 0.0
+        start = time.monotonic()
+        try:
+            conns[(scheme, parts.netloc)] = self._connect(scheme, parts)
+        except Exception:  # noqa: BLE001 - get_small and its fallback report it
+            return 0.0
+        return time.monotonic() - start
+
+    def preconnect(self, url: str, n: int) -> None:
+        """Start opening ``n`` lean connections to ``url``'s host in the background.
+
+        Threads that call :meth:`get_small` later take them instead of
+        connecting: the handshakes overlap with whatever this thread waits for
+        (a manifest), which saves a round trip before the files flow.
+        """
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or self._proxy(parts) or n <= 0:
+            return
+
+        generation = self._generation
+
+        def one() -> None:
+            try:
+                conn = self._connect(scheme, parts)
+            except Exception:  # noqa: BLE001 - the taker connects itself
+                return
+            with self._lock:
+                if generation == self._generation:
+                    self._spares.setdefault((scheme, parts.netloc), []).append(conn)
+                    return
+            conn.close()  # close() was called meanwhile
+
+        for i in range(n):
+            threading.Thread(target=one, name=f"artifacts-py-connect-{i}", daemon=True).start()
+
+    def _spare_or_new(self, scheme: str, parts: Any) -> Any:
+        with self._lock:
+            spares = self._spares.get((scheme, parts.netloc))
+            if spares:
+                return spares.pop()
+        return self._connect(scheme, parts)
 
     def _connect(self, scheme: str, parts: Any) -> Any:
         import http.client
@@ -337,6 +393,11 @@ class Transport:
         for conn in self._plain.__dict__.pop("conns", {}).values():
             conn.close()
         with self._lock:
+            self._generation += 1
+            for spares in self._spares.values():
+                for conn in spares:
+                    conn.close()
+            self._spares.clear()
             for manager in self._managers.values():
                 manager.clear()
             self._managers.clear()

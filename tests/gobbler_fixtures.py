@@ -73,6 +73,11 @@ class CountingProxy:
         self.gate_left = 0
         self.delay = 0.0
         self.lock = threading.Lock()
+        self.opened = threading.Condition(self.lock)  # notified per new connection
+        # With n > 0, the manifest is answered once n connections are open (or after 5 s);
+        # manifest_saw is how many were open then.
+        self.manifest_after_connections = 0
+        self.manifest_saw: Optional[int] = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,6 +90,7 @@ class CountingProxy:
                 super().setup()
                 with proxy.lock:
                     proxy.connections += 1
+                    proxy.opened.notify_all()
 
             def do_GET(self) -> None:
                 proxy._enter(self.path)
@@ -95,6 +101,11 @@ class CountingProxy:
                         proxy.in_flight -= 1
 
             def _get(self) -> None:
+                if self.path.endswith("/..manifest") and proxy.manifest_after_connections:
+                    with proxy.lock:
+                        proxy.opened.wait_for(
+                            lambda: proxy.connections >= proxy.manifest_after_connections, 5)
+                        proxy.manifest_saw = proxy.connections
                 if proxy.delay:
                     time.sleep(proxy.delay)  # the far server's round trip, not synchronisation
                 with proxy.lock:

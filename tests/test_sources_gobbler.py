@@ -170,6 +170,22 @@ def test_rest_downloads_in_parallel_on_a_bounded_pool_of_kept_alive_connections(
     assert proxy.connections <= cap + 1  # one connection per worker + the manifest's
 
 
+def test_workers_connect_while_the_manifest_is_on_its_way(gob, proxy, tmp_path, monkeypatch):
+    """The round trips of the workers' handshakes overlap the manifest's."""
+    from artifacts_py.sources.gobbler_rest import WORKERS
+
+    monkeypatch.setenv("ARTIFACTS_PY_MAX_CONNECTIONS", str(WORKERS))  # no growth
+
+    files = {f"pre/{i:03d}.txt": f"pre {i}\n".encode() for i in range(4 * WORKERS)}
+    _, pub = _publish(gob, tmp_path, "pre", files=files, toml=tmp_path / "pub.toml")
+    toml = tmp_path / "Artifacts.toml"
+    _bind(toml, "Pre", pub["git_tree_sha1"], "pre", url=proxy.url)
+    proxy.manifest_after_connections = 1 + WORKERS  # the manifest's own and the workers'
+    assert artifacts_py.artifact("Pre", toml).name == pub["git_tree_sha1"]
+    assert proxy.manifest_saw == 1 + WORKERS
+    assert proxy.connections == 1 + WORKERS  # and no worker opened another one
+
+
 def test_far_server_gets_more_requests_in_flight(gob, proxy, tmp_path, monkeypatch):
     from artifacts_py.sources.gobbler_rest import WORKERS
 

@@ -10,9 +10,8 @@ resumes with ``Range``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 from .. import fill as engine
 from .. import settings, transport
@@ -39,15 +38,23 @@ class RestSource:
         self.label = f"gobbler {url} ({g.coordinates})"
 
     def fill(self, dest: Path, work: Path, bar: Bar) -> Filled:
-        started = time.monotonic()
-        files, empty = check_manifest(fetch_manifest(self.url, self.g), self.where)
         cap = settings.max_connections()
-        workers = engine.workers_for(time.monotonic() - started, cap)
-        base = f"{self.g.project}/{self.g.asset}/{self.g.version}/"
-        fetch = engine.http_fetch(lambda rel: fetch_url(self.url, base + rel), bar, self.where)
-        specs = [engine.FileSpec(*f) for f in files]
-        tree = engine.fill(dest, specs, empty, fetch, workers=workers, cap=cap, where=self.where,
-                           bar=bar)
+        t = transport.Transport(pool_maxsize=cap)
+        try:
+            # Connecting takes a round trip: how many requests to keep in flight follows
+            # (a request is about two), and the workers' connections open while the
+            # manifest is on its way.
+            workers = engine.workers_for(2 * t.open(self.url), cap)
+            t.preconnect(self.url, workers)
+            files, empty = check_manifest(fetch_manifest(self.url, self.g, t), self.where)
+            base = f"{self.g.project}/{self.g.asset}/{self.g.version}/"
+            fetch = engine.http_fetch(lambda rel: fetch_url(self.url, base + rel), bar,
+                                      self.where, shared=t)
+            specs = [engine.FileSpec(*f) for f in files]
+            tree = engine.fill(dest, specs, empty, fetch, workers=workers, cap=cap,
+                               where=self.where, bar=bar)
+        finally:
+            t.close()
         return Filled(tree, sum(f.size for f in files), len(files))
 
     @property
@@ -55,14 +62,15 @@ class RestSource:
         return f"{self.url}/fetch/{self.g.coordinates}"
 
 
-def fetch_manifest(url: str, g: GobblerSource) -> object:
+def fetch_manifest(url: str, g: GobblerSource, t: Optional[transport.Transport] = None) -> object:
     """GET the version's ``..manifest``, never cached (missing project/asset/version -> which one)."""
+    t = t or transport.default()
     target = fetch_url(url, f"{g.coordinates}/..manifest")
-    data = transport.default().get_small(target)  # the common case, without urllib3
+    data = t.get_small(target)  # the common case, without urllib3
     if data is not None:
         return parse_manifest(data, f"{url}/fetch/{g.coordinates}")
     try:
-        r = transport.default().request("GET", target)
+        r = t.request("GET", target)
     except DownloadError as e:
         if isinstance(e, OfflineError):
             raise
