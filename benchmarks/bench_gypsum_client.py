@@ -4,7 +4,7 @@
 Run from the repository root (needs gypsum_client==0.2.0, the ``bench`` extra)::
 
     python benchmarks/bench_gypsum_client.py            # 2,000 x 16 KiB and 4 x 64 MiB
-    python benchmarks/bench_gypsum_client.py --quick    # 50 x 16 KiB and 4 x 2 MiB, ~30 s
+    python benchmarks/bench_gypsum_client.py --quick    # 30 x 16 KiB and 4 x 2 MiB, < 30 s
 
 Setup (untimed): the GitHub API stand-in (``tests/github_standin.py``) and
 ``artifacts-gypsum`` on a local store in the workdir, on loopback; project
@@ -142,7 +142,7 @@ def main() -> None:
     from artifacts_py import gypsum
     from artifacts_py.servers.gypsum.launch import GypsumProcess
 
-    shapes = [("small", 50 if args.quick else 2000, 16 * KiB),
+    shapes = [("small", 30 if args.quick else 2000, 16 * KiB),
               ("large", 4, (2 if args.quick else 64) * MiB)]
     with workdir(args.workdir, args.keep) as root:
         github = GitHubStandIn()
