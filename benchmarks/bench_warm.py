@@ -23,7 +23,9 @@ is provably offline.
     with the default depot (HOME is a temp dir holding a pre-installed
     artifact). Target: ours within 1.15x of ``import tomllib``. Then
     ``python -X importtime`` shows which imports the ours commands add on top
-    of the baseline (minimum self time over 7 runs).
+    of the baseline (median self time over 7 runs).
+
+Every figure is a median; the load average is printed under each table.
 """
 
 from __future__ import annotations
@@ -165,7 +167,6 @@ def in_process(root: Path, toml: Path, info: Dict[str, str], quick: bool) -> boo
         rows.append((label, wall, cpu, f"median of {batches} batches x {n} calls"))
     common.print_table("(a) warm hit, in-process, per call", rows, "artifacts_py.artifact")
     ours = rows[0][1]
-    print(f"  {common.load_note()}")
     return common.verdict("warm hit in-process < 10 µs", ours < TARGET_HIT,
                           f"{common.fmt_time(ours)} per call")
 
@@ -198,12 +199,12 @@ def fresh_process(root: Path, toml: Path, info: Dict[str, str], home: Path,
     times = common.time_commands(commands, runs)
     base = "python -c 'import tomllib'"
     rows = [(label, statistics.median(r.wall for r in rs), statistics.median(r.cpu for r in rs),
-             f"median of {runs}, min {common.fmt_time(min(r.wall for r in rs))}")
+             f"median of {runs} (runs {common.fmt_time(min(r.wall for r in rs))} to "
+             f"{common.fmt_time(max(r.wall for r in rs))})")
             for label, rs in times.items()]
     common.print_table("(b) warm hit, fresh process (wall time of the whole process)", rows, base)
     walls = {label: statistics.median(r.wall for r in rs) for label, rs in times.items()}
     cpus = {label: statistics.median(r.cpu for r in rs) for label, rs in times.items()}
-    print(f"  {common.load_note()}")
     oks = []
     for label in ("artifacts_py (ARTIFACTS_PY_DEPOT_PATH)", "artifacts_py (default depot)",
                   "artifacts_py (1,000-entry Artifacts.toml)"):
@@ -231,19 +232,19 @@ def importtime(argv: List[str], env: Dict[str, str], cwd: str) -> Dict[str, Tupl
 def import_report(commands, base: str, quick: bool) -> None:
     """Imports the ours commands add on top of ``import tomllib``.
 
-    Minimum over runs: the least-disturbed estimate on a busy machine.
+    Median over runs, like every other figure.
     """
     reps = 3 if quick else 7
     baseline = set(importtime(*commands[base]))
     for label in ("artifacts_py (ARTIFACTS_PY_DEPOT_PATH)", "artifacts_py (default depot)"):
         runs = [importtime(*commands[label]) for _ in range(reps)]
         names = set(runs[0]) - baseline
-        self_us = {n: min(r.get(n, (0, 0))[0] for r in runs) for n in names}
-        top_cum = {n: min(r.get(n, (0, 0))[1] for r in runs)
+        self_us = {n: statistics.median(r.get(n, (0, 0))[0] for r in runs) for n in names}
+        top_cum = {n: statistics.median(r.get(n, (0, 0))[1] for r in runs)
                    for n in names if "." not in n.strip()}
         total = sum(self_us.values())
         print(f"\n  -X importtime, {label}: {len(names)} modules beyond 'import tomllib', "
-              f"{total / 1000:.1f} ms self time in all (min of {reps} runs)")
+              f"{total / 1000:.1f} ms self time in all (medians of {reps} runs; {common.load_note()})")
         print("    top-level packages by cumulative time: " + ", ".join(
             f"{n} {us / 1000:.1f} ms" for n, us in sorted(top_cum.items(), key=lambda kv: -kv[1])[:8]))
         print("    modules by self time: " + ", ".join(

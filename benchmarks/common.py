@@ -5,7 +5,8 @@
   afterwards;
 * :func:`serve_directory`: a loopback HTTP server for a folder (nginx when it
   is installed, else a threaded ``http.server``);
-* timing: :func:`best_of`, :func:`per_call`, :func:`time_commands`;
+* timing: :func:`median_of`, :func:`per_call`, :func:`time_commands`
+  (every figure is a median; :func:`add_repeat` for ``--repeat``);
 * data: :func:`write_random`, :func:`write_text_like`, :func:`make_small_tree`;
 * output: :func:`print_table` (absolute times and ratios) and :func:`verdict`
   (PASS/MISS against a target; printed, never asserted).
@@ -289,10 +290,10 @@ class Stopwatch:
         self.cpu = cpu_seconds() - self._cpu
 
 
-def best_of(run: Callable[[], object], repeat: int,
-            setup: Optional[Callable[[], None]] = None,
-            teardown: Optional[Callable[[], None]] = None) -> Tuple[Stopwatch, List[Stopwatch]]:
-    """The fastest (by wall time) and all of ``repeat`` timed runs.
+def median_of(run: Callable[[], object], repeat: int,
+              setup: Optional[Callable[[], None]] = None,
+              teardown: Optional[Callable[[], None]] = None) -> Tuple[Stopwatch, List[Stopwatch]]:
+    """The median (see :func:`median_run`) and all of ``repeat`` timed runs.
 
     ``setup``/``teardown`` run around each run, untimed; dirty pages are
     flushed before each run.
@@ -307,7 +308,37 @@ def best_of(run: Callable[[], object], repeat: int,
         runs.append(sw)
         if teardown is not None:
             teardown()
-    return min(runs, key=lambda r: r.wall), runs
+    return median_run(runs), runs
+
+
+def median_run(runs: Sequence[Stopwatch]) -> Stopwatch:
+    """A Stopwatch holding the median wall time and the median CPU time of ``runs``.
+
+    The median, not the fastest: the fastest run is the one the machine
+    happened to leave alone, which says little about what a user sees.
+    """
+    med = Stopwatch()
+    med.wall = statistics.median(r.wall for r in runs)
+    med.cpu = statistics.median(r.cpu for r in runs)
+    return med
+
+
+def runs_note(runs: Sequence[Stopwatch], digits: int = 2) -> str:
+    """``median of 3 (1.02, 0.98, 1.10 s)``: how many runs, and each one's wall time."""
+    return f"median of {len(runs)} ({', '.join(f'{r.wall:.{digits}f}' for r in runs)} s)"
+
+
+def add_repeat(parser: argparse.ArgumentParser, default: int = 3) -> None:
+    """Add ``--repeat N``: timed runs per contender, the median reported (N >= 3)."""
+    def integer(text: str) -> int:  # the name argparse shows for a non-number
+        n = int(text)
+        if n < 3:
+            raise argparse.ArgumentTypeError(f"{n} runs: a median needs at least 3")
+        return n
+
+    parser.add_argument("--repeat", type=integer, default=default, metavar="N",
+                        help=f"timed runs per contender, the median is reported "
+                             f"(at least 3; default {default})")
 
 
 def load_note() -> str:
@@ -448,7 +479,7 @@ Row = Tuple[str, float, Optional[float], str]
 
 def print_table(title: str, rows: Sequence[Row], baseline: str) -> None:
     """Print (label, wall seconds, CPU seconds or None, note) rows, each with
-    its wall-time ratio to the row labelled ``baseline``."""
+    its wall-time ratio to the row labelled ``baseline``, and the load average."""
     base = {label: t for label, t, _, _ in rows}[baseline]
     width = max(len(label) for label, _, _, _ in rows)
     print(f"\n{title}")
@@ -456,7 +487,8 @@ def print_table(title: str, rows: Sequence[Row], baseline: str) -> None:
     for label, t, cpu, note in rows:
         cpu_text = fmt_time(cpu) if cpu is not None else "-"
         print(f"  {label:{width}}  {fmt_time(t):>10}  {t / base:6.2f}x  {cpu_text:>10}  {note}")
-    print(f"  (ratio = wall / wall of '{baseline}'; cpu = user+sys of the client side)")
+    print(f"  (ratio = wall / wall of '{baseline}'; cpu = user+sys of the client side; "
+          f"{load_note()})")
     sys.stdout.flush()
 
 
