@@ -459,18 +459,6 @@ def prime(targets: Path, tools: Tools, v: Version) -> None:
         fetch(v, targets / f"prime-{i}")  # kept: see KEEP_FILES
 
 
-def hash_floor(size: int) -> float:
-    """Seconds of CPU for md5 + sha1 over ``size`` bytes, measured on this machine."""
-
-    block, n = os.urandom(1 << 20), max(1, min(size >> 20, 256))
-    start = time.process_time()
-    for name in ("md5", "sha1"):
-        h = hashlib.new(name)
-        for _ in range(n):
-            h.update(block)
-    return (time.process_time() - start) * size / (n << 20)
-
-
 # ----------------------------------------------------------------- profiles
 
 # Leaf frames that are a thread waiting (for work, a lock, the network), not working.
@@ -582,7 +570,7 @@ def main() -> int:
                       "than pygobbler concurrent=1: the most any Python client gets here)")
             else:
                 r = best[ours].wall / best[curl].wall
-                floor = hash_floor(v.size)
+                floor = common.hash_floor(v.size, ("md5", "sha1"))
                 print(f"  (the md5 and git blob sha1 that every file needs cost {floor:.2f} s of CPU "
                       f"here, {floor / (os.cpu_count() or 1):.2f} s on {os.cpu_count()} cores = "
                       f"{floor / (os.cpu_count() or 1) / best[curl].wall:.2f}x of curl before a "

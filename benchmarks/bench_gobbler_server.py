@@ -36,7 +36,9 @@ afterwards unless ``--keep``.
 
 Client and servers share the machine (2 cores here), so the numbers are
 relative, and with the default requests client the client itself is often
-the bottleneck for small files.  Exit status is 1 if a target is missed.
+the bottleneck for small files.  The exit status is 0 whether the targets
+are met or missed (a miss is reported, not asserted); it is non-zero only on
+a crash or a wrong response (status or length).
 """
 
 # bench-requires: nginx
@@ -253,7 +255,7 @@ def median(runs: list[Result]) -> Result:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Parse arguments, run the benchmark, print the table; 1 if a target is missed."""
+    """Parse arguments, run the benchmark, print the table; 0 even if a target is missed."""
     ap = bench_parser(__doc__.split("\n\n")[0], "gobbler-server")
     ap.add_argument("--small-count", type=int, default=None, help="default 2000 (quick: 200)")
     ap.add_argument("--large-mib", type=int, default=None, help="default 1024 (quick: 128)")
@@ -292,11 +294,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                                        jobs, threads)
             rows.append((name, load, r_ours, r_ngx))
     missed = report(rows)
-    return 0 if args.quick else missed  # a smoke run checks that it works, not how fast
+    print(f"\nsummary: {len(rows) - missed} of {len(rows)} targets met")
+    return 0  # a miss is reported, not asserted: only a crash or a wrong response fails
 
 
 def report(rows: list[tuple[str, float, list[Result], list[Result]]]) -> int:
-    """Print the medians and every run; return 1 if any median ratio is below its target."""
+    """Print the medians and every run; return how many median ratios are below their target."""
     head = (f"{'scenario':<9} {'server':<7} {'seconds':>8} {'MB/s':>9} {'req/s':>9}"
             f" {'ours/nginx':>10} {'target':>7}  verdict  load  runs (s)")
     print(head)
@@ -315,7 +318,7 @@ def report(rows: list[tuple[str, float, list[Result], list[Result]]]) -> int:
                   + ", ".join(f"{r.seconds:.3f}" for r in runs))
     print("(seconds, MB/s, req/s: the median run; ours/nginx = throughput ratio of the medians;"
           " load = 1-minute load average when the scenario's runs started)")
-    return 1 if missed else 0
+    return missed
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@
 * :func:`serve_directory`: a loopback HTTP server for a folder (nginx when it
   is installed, else a threaded ``http.server``);
 * timing: :func:`median_of`, :func:`per_call`, :func:`time_commands`
-  (every figure is a median; :func:`add_repeat` for ``--repeat``);
+  (every figure is a median; :func:`add_repeat` for ``--repeat``), and
+  :func:`hash_floor` (what verifying costs here, before any I/O);
+* :func:`child_python_env`: a timed ``python -c`` child's environment;
 * data: :func:`write_random`, :func:`write_text_like`, :func:`make_small_tree`;
 * output: :func:`print_table` (absolute times and ratios) and :func:`verdict`
   (PASS/MISS against a target; printed, never asserted).
@@ -20,6 +22,7 @@ import argparse
 import base64
 import contextlib
 import functools
+import hashlib
 import http.server
 import os
 import random
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 DEFAULT_WORKDIR = "/tmp/artifacts-bench"
+REPO = Path(__file__).resolve().parent.parent  # the repository root: what children import
 
 # ----------------------------------------------------------------- arguments
 
@@ -105,15 +109,31 @@ def rmtree(path: "str | os.PathLike[str]") -> None:
         shutil.rmtree(path, onerror=onerror)
 
 
-def python_env(**overrides: Optional[str]) -> Dict[str, str]:
-    """The current environment with ``overrides`` applied (``None`` deletes a key)."""
-    env = dict(os.environ)
+def python_env(base: Optional[Mapping[str, str]] = None, **overrides: Optional[str]) -> Dict[str, str]:
+    """``base`` (default: the current environment) with ``overrides`` applied
+    (``None`` deletes a key)."""
+    env = dict(os.environ if base is None else base)
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)
         else:
             env[key] = value
     return env
+
+
+def child_python_env(pycache: Path, **overrides: Optional[str]) -> Dict[str, str]:
+    """The environment of a timed ``python -c`` child, as users have it.
+
+    This repository first on ``PYTHONPATH``; byte-code caching on (this
+    sandbox sets PYTHONDONTWRITEBYTECODE) with the .pyc files under
+    ``pycache`` so the repository is not touched (an untimed warm-up run
+    writes them); no stray ``ARTIFACTS_PY_*`` variables. ``overrides`` as
+    for :func:`python_env`.
+    """
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTS_PY_")}
+    return python_env(env, **{"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": None,
+                              "PYTHONPYCACHEPREFIX": str(pycache), **overrides})
 
 
 # --------------------------------------------------------------------- peers
@@ -344,6 +364,22 @@ def add_repeat(parser: argparse.ArgumentParser, default: int = 3) -> None:
 def load_note() -> str:
     """The 1-minute load average: other work on the machine skews wall times."""
     return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+
+
+def hash_floor(size: int, algorithms: Sequence[str]) -> float:
+    """Seconds of CPU for each of ``algorithms`` (hashlib names) over ``size`` bytes,
+    summed, measured on this machine (on up to 256 MiB, scaled).
+
+    The verification a tool must do whatever its I/O: divided by the cores, a
+    floor under its wall time that an unverified baseline (curl) does not pay.
+    """
+    block, n = os.urandom(1 << 20), max(1, min(size >> 20, 256))
+    start = time.process_time()
+    for name in algorithms:
+        h = hashlib.new(name)
+        for _ in range(n):
+            h.update(block)
+    return (time.process_time() - start) * size / (n << 20)
 
 
 def per_call(fn: Callable[[], object], max_calls: int = 100_000, batches: int = 7,
