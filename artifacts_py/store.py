@@ -44,6 +44,7 @@ TEMP_GRACE_SECONDS = 24 * 3600
 # Say that we are waiting for another process after this many seconds (Julia does).
 WAIT_NOTICE_SECONDS = 2.0
 LOCK_WAIT_SECONDS = 900.0
+LOCK_POLL_SECONDS = 0.05  # how often a waiting install retries a held per-hash lock
 CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
                 "# This file is a cache directory tag created by artifacts-py.\n"
                 "# For information about cache directory tags see https://bford.info/cachedir/\n")
@@ -192,17 +193,27 @@ _HOST: Optional[str] = None
 def _host() -> str:
     global _HOST
     if _HOST is None:
-        import socket
-
-        _HOST = socket.gethostname().replace("-", "_").replace("/", "_") or "host"
+        # os.uname's nodename is what gethostname() returns, without importing socket
+        # (about 10 ms of a cold install's start).
+        name = os.uname().nodename if hasattr(os, "uname") else __import__("socket").gethostname()
+        _HOST = name.replace("-", "_").replace("/", "_") or "host"
     return _HOST
 
 
 def new_temp_dir(target: Path) -> Path:
-    """A private dir ``.tmp-<host>-<pid>-<random>`` in ``target`` (same filesystem)."""
-    import tempfile
+    """A private dir ``.tmp-<host>-<pid>-<random>`` in ``target`` (same filesystem).
 
-    return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{_host()}-{os.getpid()}-", dir=target))
+    Made here, not with ``tempfile.mkdtemp``: importing tempfile (random, shutil)
+    costs more than the install of a small version.
+    """
+    prefix = f"{TEMP_PREFIX}{_host()}-{os.getpid()}-"
+    while True:
+        path = target / f"{prefix}{os.urandom(6).hex()}"
+        try:
+            os.mkdir(path, 0o700)
+            return path
+        except FileExistsError:  # 48 random bits taken: draw again
+            continue
 
 
 def _owner(name: str) -> Optional[Tuple[str, int]]:
@@ -317,16 +328,68 @@ def _hash_lock(depot: Path, tree_hash: Optional[str], what: str) -> Any:
 
 @contextmanager
 def named_lock(depot: Path, name: str, doing: str) -> Iterator[None]:
-    """An inter-process lock ``<depot>/locks/<name>.lock`` (filelock).
+    """An inter-process lock ``<depot>/locks/<name>.lock``.
 
     Says so (INFO) when another process holds it for more than a moment; if
     the filesystem cannot lock or the wait times out, we carry on unlocked.
+    ``fcntl.flock`` where there is one (importing filelock costs about 10 ms
+    of a cold install's start), else filelock.
     """
+    path = depot / "locks" / f"{name}.lock"
+    try:
+        import fcntl  # noqa: F401 - only asks whether flock exists here
+    except ImportError:
+        with _filelock(path, doing):
+            yield
+        return
+    fd = _flock_polled(str(path), doing)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
+
+def _flock_polled(path: str, doing: str) -> Optional[int]:
+    """An exclusive flock on ``path`` within ``LOCK_WAIT_SECONDS``; None: carry on unlocked.
+
+    Polls with LOCK_NB (as filelock does) so that the wait can time out and
+    say, after ``WAIT_NOTICE_SECONDS``, that another process holds the lock.
+    """
+    import fcntl
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError:
+        return None
+    start, told = time.monotonic(), False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        except OSError:  # a filesystem that cannot lock
+            break
+        waited = time.monotonic() - start
+        if waited > WAIT_NOTICE_SECONDS + LOCK_WAIT_SECONDS:
+            break
+        if waited > WAIT_NOTICE_SECONDS and not told:
+            log.info("waiting for another process %s (%s)", doing, path)
+            told = True
+        time.sleep(LOCK_POLL_SECONDS)  # the holder gives no signal we could wait on
+    os.close(fd)
+    return None
+
+
+@contextmanager
+def _filelock(path: Path, doing: str) -> Iterator[None]:
+    """:func:`named_lock` where there is no fcntl (Windows): filelock."""
     lock: Any = None
     try:
         import filelock
 
-        path = depot / "locks" / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(str(path))
         try:

@@ -22,7 +22,7 @@ REST, each run a fresh process into a fresh, empty destination:
   registry hidden (``ARTIFACTS_PY_GOBBLER_REGISTRY`` names a missing folder);
   run under ``/usr/bin/time -f %M`` for its peak RSS;
 * ``xargs -P 8 curl``: the file URLs (given for free) in 8 lists, one
-  keep-alive ``curl`` per list (``bench_link.Tools.curl``); no checks;
+  keep-alive ``curl`` per list (a ``-K`` config file each); no checks;
 * with ``--pygobbler``: ``pygobbler.fetch_directory(concurrent=8)`` (slow at
   100,000 files, so not by default).
 
@@ -47,6 +47,7 @@ within 1.5x of ``cp -r`` + ``md5sum``.
 # bench-requires: curl xargs md5sum
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -57,7 +58,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 from bench_gobbler_resolve import (OURS_CHILD, Run, Version, bind_versions,  # noqa: E402
-                                   child_env, gobbler_server, make_targets, measure, print_runs,
+                                   child_env, data_files, gobbler_server, make_targets, measure, print_runs,
                                    run_child)
 from bench_gobbler_resolve import Tools as ResolveTools  # noqa: E402
 from bench_link import Tools as LinkTools  # noqa: E402
@@ -71,6 +72,7 @@ TARGET_CURL = 1.5       # ours / xargs -P 8 curl, REST, largest size
 TARGET_RSS = 150e6      # bytes: our peak RSS, REST, largest size
 TARGET_GROWTH = 1.2     # (time ratio) / (file-count ratio): 1.0 is exactly linear
 TARGET_CP = 1.5         # ours / (cp -r + md5sum), mounted, largest size
+CURLS = 8                # curl processes
 TIME = "/usr/bin/time"  # GNU time: -f %M is the peak RSS in KiB
 
 Fetch = Callable[[Version, Path], Tuple[Run, Path]]
@@ -108,7 +110,24 @@ class Tools:
         return r, Path(r.info["path"])
 
     def curl(self, v: Version, dest: Path) -> Tuple[Run, Path]:
-        return self.link.curl(8)(v, dest, self.url)
+        """``xargs -P 8 curl -K LIST``: each curl fetches its list over one connection.
+
+        Config files, not argv (``bench_link.Tools.curl``): 100,000 paths
+        overflow the command line. Written untimed.
+        """
+        files = data_files(v.manifest)
+        per = math.ceil(len(files) / CURLS)
+        lists = self.root / "curl-lists.txt"
+        with open(lists, "w") as names:
+            for i in range(0, len(files), per):
+                cfg = self.root / f"curl-{i // per}.cfg"
+                cfg.write_text("".join(f'url = "{self.url}/fetch/{v.coords}/{rel}"\n'
+                                       f'output = "{dest / rel}"\n' for rel in files[i:i + per]))
+                names.write(f"{cfg}\n")
+        r = run_child(f"xargs -P {CURLS} curl", ["xargs", "-P", str(CURLS), "-n", "1", "-a",
+                                                 str(lists), "curl", "-sf", "--create-dirs", "-K"],
+                      child_env())
+        return r, dest
 
     def pygobbler(self, v: Version, dest: Path) -> Tuple[Run, Path]:
         return self.link.pygobbler(8)(v, dest, self.url)

@@ -10,7 +10,8 @@ path (by the Artifacts.toml model), so it imports only the standard library.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, TypedDict
+from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Set, Tuple,
+                    TypedDict)
 
 from ..errors import GobblerError, GobblerNotFoundError
 
@@ -116,12 +117,16 @@ def fetch_url(url: str, path: str) -> str:
 
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
+# What makes a manifest path not plain: absolute, empty, an empty, "." or ".." segment,
+# a trailing slash, a NUL or a backslash. One regex search per path: manifests list
+# 100,000s of files.
+_NOT_PLAIN = re.compile(r"\A/|\A\Z|//|/\Z|(?:\A|/)\.\.?(?:/|\Z)|[\0\\]")
+_MAX_SIZE = 1 << 62
 
 
 def check_path(rel: object, where: str) -> str:
     """A manifest path that is plain and relative, or a GobblerError."""
-    if not isinstance(rel, str) or rel.startswith("/") or "\0" in rel or "\\" in rel or \
-            any(p in ("", ".", "..") for p in rel.split("/")):
+    if not isinstance(rel, str) or _NOT_PLAIN.search(rel):
         raise GobblerError(f"{where}: manifest path {rel!r} is not a plain relative path; refused")
     return rel
 
@@ -137,12 +142,18 @@ def check_manifest(manifest: object, where: str) -> Tuple[List[FileEntry], List[
         raise GobblerError(f"{where}: ..manifest is not a JSON object; the version is damaged")
     files: List[FileEntry] = []
     empty: List[str] = []
+    # Hoisted, and FileEntry built by tuple.__new__ (no Python-level __new__): this loop
+    # runs once per file.
+    not_plain, md5_ok, new = _NOT_PLAIN.search, _MD5.fullmatch, tuple.__new__
     for rel, e in sorted(manifest.items()):
-        check_path(rel, where)
-        size = e.get("size") if isinstance(e, dict) else None
-        md5 = e.get("md5sum") if isinstance(e, dict) else None
-        if type(size) is not int or not 0 <= size < 1 << 62 or not isinstance(md5, str) or \
-                (md5 and not _MD5.fullmatch(md5)):
+        if not isinstance(rel, str) or not_plain(rel):
+            check_path(rel, where)
+        if isinstance(e, dict):
+            size, md5 = e.get("size"), e.get("md5sum")
+        else:
+            size = md5 = None
+        if type(size) is not int or not 0 <= size < _MAX_SIZE or not isinstance(md5, str) or \
+                (md5 and not md5_ok(md5)):
             shown = repr(e)
             raise GobblerError(f"{where}: ..manifest entry {rel!r} is malformed "
                                f"({shown[:100]}{'...' if len(shown) > 100 else ''}); expected "
@@ -150,20 +161,30 @@ def check_manifest(manifest: object, where: str) -> Tuple[List[FileEntry], List[
         if md5 == "" and "link" not in e:
             empty.append(rel)
         else:
-            files.append(FileEntry(rel, size, md5))
+            files.append(new(FileEntry, (rel, size, md5)))
     _check_no_prefix(files, empty, where)
     return files, empty
 
 
 def _check_no_prefix(files: List[FileEntry], empty: List[str], where: str) -> None:
-    """No path may be both a file and a directory (``a`` and ``a/b``)."""
+    """No path may be both a file and a directory (``a`` and ``a/b``).
+
+    Every directory above a path is collected once (the walk up stops at a
+    folder already seen), so this is linear in the number of paths.
+    """
     names = {f.path for f in files}
+    dirs: Set[str] = set()
     for rel in [f.path for f in files] + empty:
-        parts = rel.split("/")
-        for i in range(1, len(parts)):
-            if "/".join(parts[:i]) in names:
-                raise GobblerError(f"{where}: ..manifest lists {'/'.join(parts[:i])!r} as a "
-                                   f"file and also {rel!r} inside it; the version is damaged")
+        parent, sep, _ = rel.rpartition("/")
+        while sep and parent not in dirs:
+            dirs.add(parent)
+            parent, sep, _ = parent.rpartition("/")
+    both = names & dirs
+    if both:
+        name = min(both)
+        inside = min(r for r in [f.path for f in files] + empty if r.startswith(name + "/"))
+        raise GobblerError(f"{where}: ..manifest lists {name!r} as a file and also {inside!r} "
+                           "inside it; the version is damaged")
 
 
 def parse_manifest(data: bytes, where: str) -> Any:
