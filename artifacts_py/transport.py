@@ -245,13 +245,13 @@ class Transport:
     def get_small(self, url: str, size: int) -> Optional[bytes]:
         """The body of a plain ``200`` answer of exactly ``size`` bytes, or None.
 
-        The fast path for many small files: one kept-alive ``http.client``
-        connection per host and thread, and nothing else: no retries, no
-        redirects, no proxies, no chunked bodies. It costs half the CPU of a
-        urllib3 request (~110 vs ~230 us here), which is most of a small
-        file's cost. Anything unusual (an error, another status or length,
-        a proxy) gives None, and the caller uses :func:`download`, which
-        retries and resumes through urllib3.
+        The fast path for many small files: one kept-alive connection per host
+        and thread (:class:`~artifacts_py.leanhttp.LeanConnection`), and
+        nothing else: no retries, no redirects, no proxies, no chunked bodies.
+        It costs a fraction of the CPU of an ``http.client`` request (~20 vs
+        ~130 us here), which is most of a small file's cost. Anything unusual
+        (an error, another status or length, a proxy) gives None, and the
+        caller uses :func:`download`, which retries and resumes through urllib3.
         """
         check_online(url)
         parts = urlsplit(url)
@@ -260,39 +260,28 @@ class Transport:
             return None
         conns = self._plain.__dict__.setdefault("conns", {})
         conn = conns.get((scheme, parts.netloc))
-        try:
-            if conn is None:
-                conn = conns[(scheme, parts.netloc)] = self._connect(scheme, parts)
-            conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
-                         headers=self.headers)
-            resp = conn.getresponse()
-            if resp.status != 200 or resp.getheader("Content-Length") != str(size):
-                conn.close()  # an unread body: this connection is done
+        if conn is None:
+            try:
+                conn = conns[(scheme, parts.netloc)] = self._lean(scheme, parts)
+            except ValueError:  # a port that does not parse
                 return None
-            body: bytes = resp.read()
-        except Exception:  # noqa: BLE001 - any failure: the robust path takes over
-            if conn is not None:
-                conn.close()
-            return None
-        return body if len(body) == size else None
+        body: Optional[bytes] = conn.get(parts.path + (f"?{parts.query}" if parts.query else ""),
+                                         size)
+        return body
 
-    def _connect(self, scheme: str, parts: Any) -> Any:
-        import http.client
+    def _lean(self, scheme: str, parts: Any) -> Any:
+        from .leanhttp import LeanConnection
 
+        tls = None
         if scheme == "https":
             if self._tls is None:
                 import ssl
 
                 self._tls = ssl.create_default_context(cafile=_ca_bundle())
-            conn: Any = http.client.HTTPSConnection(parts.hostname, parts.port,
-                                                    timeout=self.connect_timeout,
-                                                    context=self._tls)
-        else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port,
-                                              timeout=self.connect_timeout)
-        conn.connect()
-        conn.sock.settimeout(self.read_timeout)
-        return conn
+            tls = self._tls
+        return LeanConnection(parts.hostname or "", parts.port or (443 if tls else 80),
+                              self.headers, connect_timeout=self.connect_timeout,
+                              read_timeout=self.read_timeout, tls=tls)
 
     def _proxy(self, parts: Any) -> str:
         key = (parts.scheme.lower(), parts.hostname or "")
