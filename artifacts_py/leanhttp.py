@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
 # A status line and headers longer than this are not a plain file's answer.
 MAX_HEAD = 16 << 10
+# The largest body taken when the caller does not know the size (a manifest).
+MAX_BODY = 64 << 20
 _RECV = 64 << 10
 # Anything but printable ASCII without spaces in a request target is refused (http.client
 # refuses such URLs too); targets here come percent-encoded.
@@ -40,9 +42,10 @@ class LeanConnection:
         self._headers = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.sock: Optional[socket.socket] = None
 
-    def get(self, target: str, size: int) -> Optional[bytes]:
+    def get(self, target: str, size: Optional[int], limit: int = MAX_BODY) -> Optional[bytes]:
         """The body of a ``200`` answer of exactly ``size`` bytes to ``GET target``, or None.
 
+        ``size=None`` takes a body of any announced length up to ``limit``.
         None for anything else (another status, a length that differs or is
         missing, a chunked body, a broken connection, a timeout); the
         connection is then closed, since its state is unknown.
@@ -50,17 +53,22 @@ class LeanConnection:
         if _BAD_TARGET.search(target):
             return None
         try:
-            body = self._get(target, size)
+            body = self._get(target, size, limit)
         except (OSError, ValueError):  # socket errors, timeouts, TLS errors; a bad number
             body = None
         if body is None:
             self.close()
         return body
 
-    def _get(self, target: str, size: int) -> Optional[bytes]:
+    def connect(self) -> None:
+        """Open the connection now (a GET opens it when needed)."""
         if self.sock is None:
             self.sock = self._connect()
+
+    def _get(self, target: str, size: Optional[int], limit: int) -> Optional[bytes]:
+        self.connect()
         sock = self.sock
+        assert sock is not None
         sock.sendall(b"GET " + target.encode("ascii") + b" HTTP/1.1\r\n" + self._headers)
         data = b""
         while True:
@@ -73,21 +81,24 @@ class LeanConnection:
                 break
             if len(data) > MAX_HEAD:
                 return None
-        keep = _plain_200(data[:end], size)
-        if keep is None:
+        answer = _plain_200(data[:end])
+        if answer is None:
+            return None
+        keep, length = answer
+        if length != size and (size is not None or length > limit):
             return None
         body = data[end + 4:]
-        if len(body) < size:
-            buf = bytearray(size)
+        if len(body) < length:
+            buf = bytearray(length)
             buf[:len(body)] = body
             view, got = memoryview(buf), len(body)
-            while got < size:
+            while got < length:
                 n = sock.recv_into(view[got:])
                 if not n:
                     return None
                 got += n
             body = bytes(buf)
-        if len(body) != size:  # more than announced: not a conforming answer
+        if len(body) != length:  # more than announced: not a conforming answer
             return None
         if not keep:
             self.close()  # the server closes it; the next GET reconnects
@@ -112,8 +123,8 @@ class LeanConnection:
             sock.close()
 
 
-def _plain_200(head: bytes, size: int) -> Optional[bool]:
-    """Whether the connection stays open after a plain ``200`` answer of ``size`` bytes
+def _plain_200(head: bytes) -> Optional[Tuple[bool, int]]:
+    """(whether the connection stays open, the body's length) of a plain ``200`` answer
     with this status line and headers; None when the answer is anything else."""
     lines = head.split(b"\r\n")
     version, _, rest = lines[0].partition(b" ")
@@ -143,6 +154,6 @@ def _plain_200(head: bytes, size: int) -> Optional[bool]:
                 keep = False
             elif b"keep-alive" in tokens:
                 keep = True
-    if length is None or not length.isdigit() or int(length) != size:
+    if length is None or not length.isdigit() or len(length) > 18:
         return None
-    return keep
+    return keep, int(length)

@@ -112,8 +112,8 @@ def fetch_url(url: str, path: str) -> str:
     """``{url}/fetch/<path>`` with every segment percent-encoded."""
     from urllib.parse import quote
 
-    segments = [quote(s, safe="") for s in path.strip("/").split("/")]
-    return url.rstrip("/") + "/fetch/" + "/".join(segments)
+    # Every segment percent-encoded on its own is the whole path with "/" kept: one call.
+    return url.rstrip("/") + "/fetch/" + quote(path.strip("/"), safe="/")
 
 
 _MD5 = re.compile(r"[0-9a-f]{32}")

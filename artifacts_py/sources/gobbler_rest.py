@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Tuple
 
 from .. import fill as engine
-from .. import settings
+from .. import settings, transport
 from ..errors import DownloadError, GobblerError, GobblerNotFoundError, OfflineError
 from ..gobbler.protocol import (GobblerSource, check_manifest, fetch_url, parse_manifest,
                                 which_missing)
@@ -57,8 +57,6 @@ class RestSource:
 
 def fetch_manifest(url: str, g: GobblerSource) -> object:
     """GET the version's ``..manifest``, never cached (missing project/asset/version -> which one)."""
-    from .. import transport  # here, not at the top: a mounted registry wins without HTTP
-
     target = fetch_url(url, f"{g.coordinates}/..manifest")
     try:
         r = transport.default().request("GET", target)
