@@ -504,3 +504,24 @@ def test_archive_of_a_plain_folder_matches_the_view(gob, tmp_path):
     only = tmp_path / "mirror.toml"
     bind_artifact(only, "P", pub["git_tree_sha1"], mirror.url, mirror.sha256)
     assert artifacts_py.artifact("P", only).name == pub["git_tree_sha1"]
+
+
+def test_small_registry_file_that_grew_or_shrank_shows_its_real_size(tmp_path):
+    """copy_and_hash reads a small file once (size + 1 bytes): a file that grew reports
+    more than the manifest's size, one that shrank less, so the size check refuses both."""
+    from artifacts_py.errors import HashMismatchError
+    from artifacts_py.fill import FileSpec, check_file, copy_and_hash
+
+    listed = b"x" * 1000
+    spec = FileSpec("f.bin", len(listed), hashlib.md5(listed).hexdigest())
+    for i, (actual, reported) in enumerate([(listed + b"more", 1001), (listed[:990], 990),
+                                            (listed, 1000)]):
+        src = tmp_path / f"src{i}"
+        src.write_bytes(actual)
+        n, md5, _ = copy_and_hash(str(src), str(tmp_path / f"dst{i}"), len(listed))
+        assert n == reported
+        if actual == listed:
+            check_file(spec, n, md5, "reg/p/a/v")
+        else:
+            with pytest.raises(HashMismatchError, match=r"reg/p/a/v/f\.bin: size mismatch"):
+                check_file(spec, n, md5, "reg/p/a/v")
