@@ -285,12 +285,27 @@ def depot_lock(depot: Path, exclusive: bool) -> Iterator[None]:
     locking is impossible (no fcntl, a filesystem that refuses), we carry on
     unlocked: the lock only keeps gc away from fresh trees.
     """
-    fd = _flock(str(depot / "locks" / "depot.lock"), exclusive)
+    with _holding(_flock(str(depot / "locks" / "depot.lock"), exclusive)):
+        yield
+
+
+@contextmanager
+def _holding(fd: Optional[int]) -> Iterator[None]:
+    """Keep a flocked descriptor (None: unlocked) for the block; closing it unlocks."""
     try:
         yield
     finally:
         if fd is not None:
-            os.close(fd)  # releases the flock
+            os.close(fd)
+
+
+def _lock_file(path: str) -> Optional[int]:
+    """The lock file ``path`` opened (created with its folder if need be), or None."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError:
+        return None
 
 
 def _flock(path: str, exclusive: bool) -> Optional[int]:
@@ -298,10 +313,8 @@ def _flock(path: str, exclusive: bool) -> Optional[int]:
         import fcntl
     except ImportError:
         return None
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-    except OSError:
+    fd = _lock_file(path)
+    if fd is None:
         return None
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     try:
@@ -342,12 +355,8 @@ def named_lock(depot: Path, name: str, doing: str) -> Iterator[None]:
         with _filelock(path, doing):
             yield
         return
-    fd = _flock_polled(str(path), doing)
-    try:
+    with _holding(_flock_polled(str(path), doing)):
         yield
-    finally:
-        if fd is not None:
-            os.close(fd)  # releases the flock
 
 
 def _flock_polled(path: str, doing: str) -> Optional[int]:
@@ -358,10 +367,8 @@ def _flock_polled(path: str, doing: str) -> Optional[int]:
     """
     import fcntl
 
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-    except OSError:
+    fd = _lock_file(path)
+    if fd is None:
         return None
     start, told = time.monotonic(), False
     while True:
