@@ -9,9 +9,12 @@ many connections were opened.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
-from typing import List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import pytest
 
@@ -24,8 +27,8 @@ class ScriptedServer:
     """Answers request i with ``answers[i]``; closes a connection after an answer that
     says ``Connection: close`` or is HTTP/1.0 without keep-alive."""
 
-    def __init__(self, answers: Sequence[Answer]) -> None:
-        self.answers = list(answers)
+    def __init__(self, answers: Sequence[Answer], tls: Optional[ssl.SSLContext] = None) -> None:
+        self.answers, self.tls = list(answers), tls
         self.requests: List[bytes] = []
         self.connections = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -40,6 +43,12 @@ class ScriptedServer:
             except OSError:
                 return
             self.connections += 1
+            try:
+                if self.tls is not None:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+            except OSError:  # the client refused our certificate
+                conn.close()
+                continue
             with conn:
                 self._talk(conn)
 
@@ -67,6 +76,10 @@ class ScriptedServer:
                               connect_timeout=5, read_timeout=5)
 
     def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept (close does not)
+        except OSError:
+            pass
         self.listener.close()
         self.thread.join(timeout=5)
 
@@ -79,8 +92,8 @@ def ok(body: bytes, extra: bytes = b"", version: bytes = b"HTTP/1.1") -> bytes:
 def scripted():
     servers: List[ScriptedServer] = []
 
-    def make(answers: Sequence[Answer]) -> ScriptedServer:
-        servers.append(ScriptedServer(answers))
+    def make(answers: Sequence[Answer], tls: Optional[ssl.SSLContext] = None) -> ScriptedServer:
+        servers.append(ScriptedServer(answers, tls))
         return servers[-1]
 
     yield make
@@ -177,3 +190,25 @@ def test_a_refused_connection_gives_none(scripted):
     server.close()
     conn = LeanConnection("127.0.0.1", port, {}, connect_timeout=5, read_timeout=5)
     assert conn.get("/f", 1) is None
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+def test_https_verifies_the_certificate(scripted, tmp_path):
+    """Over TLS with our CA trusted the GET works; with the default CAs the certificate
+    is refused and the answer is None (the robust path then reports it)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    server = scripted([ok(b"secret")] * 3, tls=server_side)  # one left for the stranger
+    trusted = LeanConnection("127.0.0.1", server.port, {}, connect_timeout=5, read_timeout=5,
+                             tls=ssl.create_default_context(cafile=str(cert)))
+    assert trusted.get("/s", 6) == b"secret"
+    assert trusted.get("/s", 6) == b"secret"
+    trusted.close()
+    assert server.connections == 1
+    stranger = LeanConnection("127.0.0.1", server.port, {}, connect_timeout=5, read_timeout=5,
+                              tls=ssl.create_default_context())
+    assert stranger.get("/s", 6) is None
