@@ -6,7 +6,7 @@ for the peak RSS column; pygobbler optional)::
 
     python benchmarks/bench_scale.py                  # 10,000 and 100,000 files; ~10 min
     python benchmarks/bench_scale.py --mode mounted   # the mounted registry only
-    python benchmarks/bench_scale.py --quick          # 1,000 and 5,000 files, < 30 s
+    python benchmarks/bench_scale.py --quick          # 1,000 and 3,000 files, ~20 s
 
 Setup (untimed): our Gobbler server
 (``artifacts_py.servers.gobbler.launch.start_gobbler``) on a registry in the
@@ -68,7 +68,7 @@ from bench_link import upload  # noqa: E402
 
 KiB = 1 << 10
 SIZES = (10_000, 100_000)
-QUICK_SIZES = (1_000, 5_000)
+QUICK_SIZES = (1_000, 3_000)
 REPEAT = 3
 TARGET_CURL = 1.5       # ours / xargs -P 8 curl, REST, largest size
 TARGET_RSS = 150e6      # bytes: our peak RSS, REST, largest size
@@ -229,7 +229,7 @@ def main() -> int:
     p = common.bench_parser(__doc__.splitlines()[0], "scale")
     p.add_argument("--repeat", type=int, default=REPEAT, help=f"runs per contender (median of; {REPEAT})")
     p.add_argument("--sizes", type=int, nargs="+", help="file counts (default 10000 100000; "
-                   "--quick: 1000 5000)")
+                   "--quick: 1000 3000)")
     p.add_argument("--mode", choices=("rest", "mounted"), help="one way of resolving only")
     p.add_argument("--dest", choices=("disk", "tmpfs"), default="disk",
                    help="where the timed runs write (default: the workdir's disk)")
