@@ -562,3 +562,26 @@ def test_whole_manifest_check_takes_a_plain_manifest_in_one_go():
     files, empty = protocol._check_all_at_once(sorted(manifest.items()))
     assert [f.path for f in files] == [".x/..y", "d/a.bin", "l"] and empty == ["d/e"]
     assert protocol.check_manifest(manifest, "w") == (files, empty)
+
+
+def test_small_registry_files_are_copied_on_one_thread_and_the_first_error_stops_it():
+    """One worker runs the tasks in the calling thread: the first error is raised and
+    nothing after it runs; versions of big files keep every local worker."""
+    from artifacts_py import fill
+    from artifacts_py.sources.gobbler_registry import local_workers
+
+    assert local_workers(1000 * 1024, 1000) == 1
+    assert local_workers(4 * (64 << 20), 4) == fill.LOCAL_WORKERS
+    ran = []
+
+    def task(i: int):
+        def run():
+            ran.append(i)
+            if i == 1:
+                raise GobblerError("file 1 is missing")
+            return f"f{i}", b""
+        return run
+
+    with pytest.raises(GobblerError, match="file 1"):
+        fill.run_pool([task(i) for i in range(3)], 1)
+    assert ran == [0, 1]
