@@ -179,6 +179,8 @@ def run_pool(tasks: List[Callable[[], Tuple[str, bytes]]], workers: int = LOCAL_
     workers leave after their current task). On a fast link the CPU is the
     limit and few threads win; across an ocean many requests must be in flight.
     """
+    if workers <= 1 and (cap or 1) <= 1:  # one worker: this thread, no hand-offs
+        return dict(task() for task in tasks)
     pool = _Pool(tasks, max(1, workers), max(workers, cap or workers))
     return pool.run()
 
@@ -289,6 +291,7 @@ class _Pool:
                 return
 
 
+_O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | \
     getattr(os, "O_CLOEXEC", 0)
 
@@ -310,12 +313,14 @@ def write_and_hash(dst: str, data: bytes) -> Tuple[int, str, bytes]:
     """Write a small file's bytes to a new ``dst``; (size, md5 hex, raw blob sha1)."""
     fout = create(dst)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fout, view):]
+        done = os.write(fout, data)
+        if done < len(data):  # rare: a short write
+            view = memoryview(data)[done:]
+            while view:
+                view = view[os.write(fout, view):]
     finally:
         os.close(fout)
-    sha = blob_hasher(len(data))
+    sha = hashlib.sha1(b"blob %d\0" % len(data))  # git's blob header (treehash.blob_header)
     sha.update(data)
     return len(data), hashlib.md5(data).hexdigest(), sha.digest()
 
@@ -326,13 +331,16 @@ def copy_and_hash(src: str, dst: str, size: int) -> Tuple[int, str, bytes]:
     Hashing the destination checks the bytes we install, and reads them from
     the page cache the copy just filled. A small file is read once into memory
     (at most one byte more than the manifest says, so growth is caught),
-    hashed, and written: cheaper than a copy and a re-read.
+    hashed, and written: cheaper than a copy and a re-read. Reading stops once
+    ``size`` bytes are in: a file that grew shows in the first read (a local
+    filesystem returns all it has), and a read that stops short exactly at
+    ``size`` still installs exactly the manifest's bytes, which the md5 checks.
     """
     if size <= SMALL_FILE:
-        fin = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fin = os.open(src, _O_READ)
         try:
             data = os.read(fin, size + 1)
-            while len(data) <= size:  # a short read (network filesystems): keep going
+            while len(data) < size:  # a short read (network filesystems): keep going
                 more = os.read(fin, size + 1 - len(data))
                 if not more:
                     break

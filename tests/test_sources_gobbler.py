@@ -21,6 +21,8 @@ from typing import Dict, List, Tuple
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import artifacts_py
 from artifacts_py import cli, core, depot, gobbler
@@ -535,3 +537,82 @@ def test_archive_of_a_plain_folder_matches_the_view(gob, tmp_path):
     only = tmp_path / "mirror.toml"
     bind_artifact(only, "P", pub["git_tree_sha1"], mirror.url, mirror.sha256)
     assert artifacts_py.artifact("P", only).name == pub["git_tree_sha1"]
+
+
+def test_small_registry_file_that_grew_or_shrank_shows_its_real_size(tmp_path):
+    """copy_and_hash reads a small file once (size + 1 bytes): a file that grew reports
+    more than the manifest's size, one that shrank less, so the size check refuses both."""
+    from artifacts_py.fill import FileSpec, check_file, copy_and_hash
+
+    listed = b"x" * 1000
+    spec = FileSpec("f.bin", len(listed), hashlib.md5(listed).hexdigest())
+    for i, (actual, reported) in enumerate([(listed + b"more", 1001), (listed[:990], 990),
+                                            (listed, 1000)]):
+        src = tmp_path / f"src{i}"
+        src.write_bytes(actual)
+        n, md5, _ = copy_and_hash(str(src), str(tmp_path / f"dst{i}"), len(listed))
+        assert n == reported
+        if actual == listed:
+            check_file(spec, n, md5, "reg/p/a/v")
+        else:
+            with pytest.raises(HashMismatchError, match=r"reg/p/a/v/f\.bin: size mismatch"):
+                check_file(spec, n, md5, "reg/p/a/v")
+
+
+_PATHS = st.text(alphabet="ab/.\\\0é", max_size=8)
+_ENTRIES = st.fixed_dictionaries(
+    {"size": st.integers(-2, 2**63) | st.booleans() | st.text(max_size=2),
+     "md5sum": st.sampled_from(["", "0" * 32, "a" * 32, "A" * 32, "é" * 32, "0" * 31, "x"])},
+    optional={"link": st.just({"project": "p"})}) | st.lists(st.integers(), max_size=2)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(manifest=st.dictionaries(_PATHS, _ENTRIES, max_size=5))
+def test_whole_manifest_check_agrees_with_the_entry_by_entry_check(manifest):
+    """The fast check of a whole manifest accepts only what the entry-by-entry check
+    accepts, with the same result; anything else goes to the check that names it."""
+    from artifacts_py.gobbler import protocol
+
+    items = sorted(manifest.items())
+    fast = protocol._check_all_at_once(items)
+    try:
+        slow = protocol._check_each(items, "w")
+    except GobblerError:
+        assert fast is None
+    else:
+        assert fast is None or fast == slow
+
+
+def test_whole_manifest_check_takes_a_plain_manifest_in_one_go():
+    from artifacts_py.gobbler import protocol
+
+    md5 = "0" * 32
+    manifest = {"d/a.bin": {"size": 3, "md5sum": md5}, "d/e": {"size": 0, "md5sum": ""},
+                "l": {"size": 3, "md5sum": md5, "link": {"project": "p"}}, ".x/..y": {
+                    "size": 1, "md5sum": md5}}
+    files, empty = protocol._check_all_at_once(sorted(manifest.items()))
+    assert [f.path for f in files] == [".x/..y", "d/a.bin", "l"] and empty == ["d/e"]
+    assert protocol.check_manifest(manifest, "w") == (files, empty)
+
+
+def test_small_registry_files_are_copied_on_one_thread_and_the_first_error_stops_it():
+    """One worker runs the tasks in the calling thread: the first error is raised and
+    nothing after it runs; versions of big files keep every local worker."""
+    from artifacts_py import fill
+    from artifacts_py.sources.gobbler_registry import local_workers
+
+    assert local_workers(1000 * 1024, 1000) == 1
+    assert local_workers(4 * (64 << 20), 4) == fill.LOCAL_WORKERS
+    ran = []
+
+    def task(i: int):
+        def run():
+            ran.append(i)
+            if i == 1:
+                raise GobblerError("file 1 is missing")
+            return f"f{i}", b""
+        return run
+
+    with pytest.raises(GobblerError, match="file 1"):
+        fill.run_pool([task(i) for i in range(3)], 1)
+    assert ran == [0, 1]

@@ -145,3 +145,22 @@ def test_unlockable_depot_still_installs(isolated_depot, tmp_path, http_server):
     locks.write_text("not a directory")
     toml, tree = _mirror_toml(tmp_path, http_server)
     assert artifacts_py.artifact("Data", toml).name == tree
+
+
+def test_held_install_lock_is_announced_then_given_up(tmp_path, monkeypatch, caplog):
+    """A per-hash lock held elsewhere (here another descriptor, as another process would
+    hold it) is waited for, announced after the notice delay, and given up at the limit:
+    the install then carries on unlocked instead of hanging."""
+    import time
+
+    monkeypatch.setattr(store, "WAIT_NOTICE_SECONDS", 0.1)
+    monkeypatch.setattr(store, "LOCK_WAIT_SECONDS", 0.2)
+    with store.named_lock(tmp_path, "abc", "installing X"):
+        start = time.monotonic()
+        with caplog.at_level(logging.INFO, logger="artifacts_py.store"), \
+                store.named_lock(tmp_path, "abc", "installing X"):
+            waited = time.monotonic() - start
+    assert waited >= 0.3
+    assert "waiting for another process installing X" in caplog.text
+    with store.named_lock(tmp_path, "abc", "installing X"):  # released: taken at once
+        pass

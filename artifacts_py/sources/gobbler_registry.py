@@ -17,6 +17,9 @@ from ..gobbler.protocol import GobblerSource, check_manifest, parse_manifest, wh
 from ..progress import Bar
 from .base import Filled
 
+# Versions whose files average this size or less are copied on one thread.
+ONE_THREAD_MEAN_SIZE = 8 << 10
+
 
 class RegistrySource:
     """Version ``g`` in the registry mounted at ``registry``."""
@@ -42,13 +45,25 @@ class RegistrySource:
             return got
 
         specs = [engine.FileSpec(*f) for f in files]
-        tree = engine.fill(dest, specs, empty, fetch, workers=engine.LOCAL_WORKERS,
+        nbytes = sum(f.size for f in files)
+        tree = engine.fill(dest, specs, empty, fetch, workers=local_workers(nbytes, len(files)),
                            where=self.where, bar=bar)
-        return Filled(tree, sum(f.size for f in files), len(files))
+        return Filled(tree, nbytes, len(files))
 
     @property
     def where(self) -> str:
         return f"{self.registry}/{self.g.coordinates}"
+
+
+def local_workers(nbytes: int, nfiles: int) -> int:
+    """Threads for copying ``nfiles`` files of ``nbytes`` in all from a mounted registry.
+
+    Small files cost a few syscalls and a little Python each, and threads then
+    spend more on handing the GIL back and forth than a second core returns
+    (measured on 2 cores: 10,000 x 1 KiB in 0.34 s on one thread, 0.41 s on two,
+    with less CPU). Bigger files are hashed with the GIL released.
+    """
+    return 1 if nbytes <= ONE_THREAD_MEAN_SIZE * nfiles else engine.LOCAL_WORKERS
 
 
 def read_manifest(registry: str, g: GobblerSource) -> object:
