@@ -55,13 +55,14 @@ class GypsumVersionSource:
         except BaseException:
             manifest.thread.join()  # its own outcome no longer matters
             raise
+        latency = time.monotonic() - started  # of one small request, for the engine
         document = manifest.result()
         if document is None:  # gone since the summary was read: say what is missing
             document = self._document("..manifest")
         files = check_manifest(document, f"{self.where}/..manifest",
                                self.g.project, self.g.asset, self.g.version)
         cap = settings.max_connections()
-        workers = engine.workers_for(time.monotonic() - started, cap)
+        workers = engine.workers_for(latency, cap)
         first: Dict[str, FileEntry] = {}  # object key -> the file that fetches it
         copies: Dict[str, str] = {}
         for f in files:
