@@ -150,10 +150,10 @@ def main() -> None:
 
     shapes = [("small", 200 if args.quick else 2000, 16 * KiB),
               ("large", 4, (8 if args.quick else 64) * MiB)]
-    shapes = [s for s in shapes if not args.shape or s[0] in args.shape]
     with workdir(args.workdir, args.keep) as root:
         github = GitHubStandIn()
         github.add_user(TOKEN, LOGIN)
+        shapes = [s for s in shapes if not args.shape or s[0] in args.shape]
         store = root / "store"
         store.mkdir()
         service = GypsumProcess(["--port", "0", "--store", str(store), "--admin", LOGIN,
