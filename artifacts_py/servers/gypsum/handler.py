@@ -32,7 +32,6 @@ CHUNK = 1 << 20
 SMALL = 64 << 10
 CORS = ("Access-Control-Allow-Origin", "*")
 _QUIET = (ConnectionError, TimeoutError)
-_MSG_MORE = getattr(socket, "MSG_MORE", 0)
 
 # endpoint name -> action(service, decoded params, raw body, Authorization header)
 Action = Callable[[Service, List[str], bytes, Optional[str]], Any]
