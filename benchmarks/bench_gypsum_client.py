@@ -135,6 +135,11 @@ def main() -> None:
                         help="round trips in ms, 0 = plain loopback (default 0 20; quick: 20)")
     parser.add_argument("--rate", type=float, default=200.0,
                         help="bandwidth per direction in Mbit/s through the link (default 200)")
+    parser.add_argument("--shape", choices=("small", "large"), action="append",
+                        help="only this data set (repeatable; default both)")
+    parser.add_argument("--contender", action="append", metavar="LABEL",
+                        help="only contenders whose label contains LABEL (repeatable; "
+                             "artifact() is always run: ratios are to it)")
     args = parser.parse_args()
     rtts = args.rtt or ([20.0] if args.quick else [0.0, 20.0])
     from github_standin import GitHubStandIn
@@ -147,6 +152,7 @@ def main() -> None:
     with workdir(args.workdir, args.keep) as root:
         github = GitHubStandIn()
         github.add_user(TOKEN, LOGIN)
+        shapes = [s for s in shapes if not args.shape or s[0] in args.shape]
         store = root / "store"
         store.mkdir()
         service = GypsumProcess(["--port", "0", "--store", str(store), "--admin", LOGIN,
@@ -201,6 +207,9 @@ def _measure(args: Any, root: Path, shapes: List[Tuple[str, int, int]], toml: Pa
         "gypsum_client concurrent=8": lambda asset, dest: (
             [sys.executable, "-c", THEIRS, "bench", asset, "v1", url, dest, "8"], child_env()),
     }
+    contenders = {label: make for label, make in contenders.items()
+                  if label == "artifacts_py.artifact" or not args.contender
+                  or any(c in label for c in args.contender)}
     where = "loopback" if not rtt_ms else f"{rtt_ms:g} ms, {args.rate:g} Mbit/s (emulated)"
     for asset, n, size in shapes:
         manifest = gypsum.fetch_manifest("bench", asset, "v1", cache_dir=None, url=url)

@@ -136,6 +136,25 @@ def test_unfinished_upload_is_refused(gypsum_local, tmp_path):
         artifacts_py.artifact("H", toml)
 
 
+def test_a_missing_version_or_manifest_is_named(gypsum_local, tmp_path, monkeypatch):
+    """Summary and manifest are read at once; the error still says which one is missing."""
+    svc = gypsum_local
+    project = _project(svc)
+    svc.api.upload(project, "docs", "v1", {"a.txt": b"a\n"})
+    toml = tmp_path / "Artifacts.toml"
+    for name, version in (("Gone", "v9"), ("NoManifest", "v1")):
+        bind_artifact(toml, name, "a" * 40, gypsum={"project": project, "asset": "docs",
+                                                    "version": version, "url": svc.url})
+    _fresh_depot(monkeypatch, tmp_path, "depot")
+    with pytest.raises(InstallError, match="version 'v9' does not exist"):
+        artifacts_py.artifact("Gone", toml)
+    root = svc.process.command[svc.process.command.index("--store") + 1]
+    Path(root, project, "docs", "v1", "..manifest").unlink()
+    with pytest.raises(InstallError, match=r"\.\.manifest does not exist") as e:
+        artifacts_py.artifact("NoManifest", toml)
+    assert "..summary" not in str(e.value)
+
+
 def test_add_pins_the_latest_and_repinning_needs_force(gypsum_local, tmp_path):
     svc = gypsum_local
     project = _project(svc)

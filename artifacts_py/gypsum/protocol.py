@@ -169,6 +169,9 @@ def check_name(value: object, what: str) -> str:
     return value
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def path_problem(path: object) -> Optional[str]:
     """Why ``path`` is not a valid file path inside a version, or None.
 
@@ -184,7 +187,7 @@ def path_problem(path: object) -> Optional[str]:
     for part in path.split("/"):
         if part == "." or part.startswith(".."):
             return f"file path {path!r} must not have '.' or '..'-prefixed components"
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if _CONTROL.search(path):
         return f"file path {path!r} must not contain control characters"
     return None
 

@@ -12,9 +12,10 @@ and checked against the manifest. The tree hash comes from the blob hashes.
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar
 
 from .. import fill as engine
 from .. import settings, transport
@@ -47,11 +48,21 @@ class GypsumVersionSource:
 
     def fill(self, dest: Path, work: Path, bar: Bar) -> Filled:
         started = time.monotonic()
-        self._check_summary()
-        files = check_manifest(self._document("..manifest"), f"{self.where}/..manifest",
+        # Both documents at once (one round trip, not two); the summary is judged first.
+        manifest = Background(lambda: self._document("..manifest", missing_ok=True))
+        try:
+            self._check_summary()
+        except BaseException:
+            manifest.thread.join()  # its own outcome no longer matters
+            raise
+        latency = time.monotonic() - started  # of one small request, for the engine
+        document = manifest.result()
+        if document is None:  # gone since the summary was read: say what is missing
+            document = self._document("..manifest")
+        files = check_manifest(document, f"{self.where}/..manifest",
                                self.g.project, self.g.asset, self.g.version)
         cap = settings.max_connections()
-        workers = engine.workers_for((time.monotonic() - started) / 2, cap)
+        workers = engine.workers_for(latency, cap)
         first: Dict[str, FileEntry] = {}  # object key -> the file that fetches it
         copies: Dict[str, str] = {}
         for f in files:
@@ -84,9 +95,37 @@ class GypsumVersionSource:
                               "set probation = true in the entry's [gypsum] table to use it "
                               "anyway, or ask a project owner to approve it")
 
-    def _document(self, name: str) -> Any:
-        """A version's ``..`` JSON document, never cached (a missing one says what is missing)."""
-        return fetch_document(self.url, version_key(*self.g[:3], name), self.where)
+    def _document(self, name: str, missing_ok: bool = False) -> Any:
+        """A version's ``..`` JSON document, never cached (a missing one says what is missing,
+        or is None with ``missing_ok``)."""
+        return fetch_document(self.url, version_key(*self.g[:3], name), self.where, missing_ok)
+
+
+T = TypeVar("T")
+
+
+class Background(Generic[T]):
+    """``call()`` running on a thread of its own (cheaper to start than an executor)."""
+
+    def __init__(self, call: Callable[[], T]) -> None:
+        self.out: List[T] = []
+        self.error: List[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.out.append(call())
+            except BaseException as e:  # handed to the caller's thread
+                self.error.append(e)
+
+        self.thread = threading.Thread(target=run, name="artifacts-py-gypsum", daemon=True)
+        self.thread.start()
+
+    def result(self) -> T:
+        """What ``call()`` returned, once it has (or the error it raised)."""
+        self.thread.join()
+        if self.error:
+            raise self.error[0]
+        return self.out[0]
 
 
 def fetch_document(url: str, key: str, where: str, missing_ok: bool = False) -> Any:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import socket
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, BinaryIO, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
-from artifacts_py.servers.gypsum import local_put, routes
+from artifacts_py.servers.gypsum import fastfile, local_put, routes
 from artifacts_py.servers.gypsum.actions import Service, projects, upload, versions
 from artifacts_py.servers.gypsum.documents import dumps
 from artifacts_py.servers.gypsum.errors import GypsumError, StoreError
@@ -29,6 +30,7 @@ DOCS_URL = "https://artifactdb.github.io/gypsum-worker"
 MAX_JSON_BODY = 256 << 20
 CHUNK = 1 << 20
 SMALL = 64 << 10
+CORS = ("Access-Control-Allow-Origin", "*")
 _QUIET = (ConnectionError, TimeoutError)
 
 # endpoint name -> action(service, decoded params, raw body, Authorization header)
@@ -61,6 +63,9 @@ class GypsumServer(ThreadingHTTPServer):
     def __init__(self, address: Tuple[str, int], service: Service,
                  public_url: Optional[str] = None, verbose: bool = False) -> None:
         self.service = service
+        # Local files: the fast path for plain GET /file requests (see fastfile).
+        self.local = service.store if isinstance(service.store, LocalStore) else None
+        self.heads = fastfile.HeadCache()
         self.public_url = public_url.rstrip("/") if public_url else None
         self.verbose = verbose
         if ":" in address[0]:
@@ -89,6 +94,11 @@ class GypsumHandler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
+    def date_time_string(self, timestamp: Optional[float] = None) -> str:
+        if timestamp is None:
+            return fastfile.http_date()
+        return super().date_time_string(timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
         if self.server.verbose:
             text = format % args
@@ -99,7 +109,7 @@ class GypsumHandler(BaseHTTPRequestHandler):
 
     def send_response(self, code: int, message: Optional[str] = None) -> None:
         super().send_response(code, message)
-        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header(*CORS)
 
     def reply(self, status: int, body: bytes = b"", ctype: Optional[str] = None,
               extra: Tuple[Tuple[str, str], ...] = ()) -> None:
@@ -229,16 +239,11 @@ class GypsumHandler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ reads
 
-    def file_headers(self, info: ObjectInfo, body: bytes = b"") -> None:
-        """The headers of ``/file``; a small ``body`` goes out in the same write."""
+    def file_headers(self, head: bytes, body: bytes = b"") -> None:
+        """``/file``'s status line, common headers, ``head`` (:func:`object_headers`) and a
+        small ``body``, in one write."""
         self.send_response(200)
-        if info.content_type:
-            self.send_header("Content-Type", info.content_type)
-        if info.etag:
-            self.send_header("ETag", info.etag)
-        self.send_header("Last-Modified", email.utils.formatdate(info.last_modified, usegmt=True))
-        self.send_header("Content-Length", str(info.size))
-        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(head)
         self._headers_buffer.append(body)
         self.flush_headers()
 
@@ -248,7 +253,7 @@ class GypsumHandler(BaseHTTPRequestHandler):
             info = store.head(key)
             if info is None:
                 raise GypsumError(404, "object not found")
-            self.file_headers(info)
+            self.file_headers(object_headers(info))
             return
         opened = store.open(key)
         if opened is None:
@@ -258,10 +263,10 @@ class GypsumHandler(BaseHTTPRequestHandler):
             if info.size <= SMALL:  # one write for headers and body: half the syscalls
                 body = stream.read(info.size)
                 if len(body) == info.size:
-                    self.file_headers(info, body)
+                    self.file_headers(object_headers(info), body)
                     return
                 raise StoreError(f"the store cut '{key}' short")
-            self.file_headers(info)
+            self.file_headers(object_headers(info))
             self.stream(stream, info.size)
 
     def stream(self, stream: BinaryIO, size: int) -> None:
@@ -271,8 +276,8 @@ class GypsumHandler(BaseHTTPRequestHandler):
         except (AttributeError, OSError, ValueError):
             fileno = -1
         if fileno >= 0:
-            self.wfile.flush()
-            self.connection.sendfile(stream, 0, size)
+            if self.connection.sendfile(stream, 0, size) < size:
+                self.close_connection = True  # the file shrank: the client saw a short body
             return
         sent = 0
         while sent < size:
@@ -282,6 +287,55 @@ class GypsumHandler(BaseHTTPRequestHandler):
                 return
             self.wfile.write(chunk)
             sent += len(chunk)
+
+    # ------------------------------------------------------------ the fast path
+
+    def handle_one_request(self) -> None:
+        if not self.serve_plain_file():
+            super().handle_one_request()
+
+    def serve_plain_file(self) -> bool:
+        """Answer a plain ``GET /file`` of a local object (:mod:`.fastfile`), if it is one.
+
+        False, with nothing read, when the request is anything else: then the
+        general path answers it.
+        """
+        store, peek = self.server.local, getattr(self.rfile, "peek", None)
+        if store is None or peek is None:
+            return False
+        plain = fastfile.parse(peek(1))
+        if plain is None:
+            return False
+        try:
+            opened = store.open_fd(plain.key)
+        except OSError:
+            return False
+        if opened is None:
+            return False
+        fd, info = opened
+        try:
+            ident = (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+            head = self.server.heads.get(plain.key, ident)
+            if head is None:
+                head = object_headers(store.info_of(plain.key, info, fd))
+                self.server.heads.put(plain.key, ident, head)
+            body = os.pread(fd, info.st_size, 0) if info.st_size <= SMALL else b""
+            if info.st_size <= SMALL and len(body) != info.st_size:
+                return False  # changing under us: the general path reports it
+            self.rfile.read(plain.length)
+            self.command, self.request_version, self.requestline = "GET", "HTTP/1.1", plain.line
+            self.path = plain.line[4:-9]
+            self.close_connection = plain.close
+            try:
+                self.file_headers(head, body)
+                if info.st_size > SMALL:
+                    with open(fd, "rb", closefd=False) as stream:
+                        self.stream(stream, info.st_size)
+            except _QUIET:
+                self.close_connection = True
+            return True
+        finally:
+            os.close(fd)
 
     def send_list(self, query: str) -> None:
         params = parse_qs(query, keep_blank_values=True)
@@ -305,3 +359,12 @@ class GypsumHandler(BaseHTTPRequestHandler):
             self.reply(exc.status, exc.xml(), "application/xml")
             return
         self.reply(200, extra=(("ETag", etag),))
+
+
+def object_headers(info: ObjectInfo) -> bytes:
+    """``/file``'s headers after the common ones, and the blank line that ends them."""
+    lines = [f"Content-Type: {info.content_type}\r\n" if info.content_type else "",
+             f"ETag: {info.etag}\r\n" if info.etag else "",
+             f"Last-Modified: {email.utils.formatdate(info.last_modified, usegmt=True)}\r\n",
+             f"Content-Length: {info.size}\r\n\r\n"]
+    return "".join(lines).encode("latin-1", "strict")

@@ -34,6 +34,7 @@ TMP_DIR = "..tmp"
 _XATTR = "user.gypsum.md5"
 _CHUNK = 1 << 20
 _MD5_CACHE_SIZE = 4096
+_O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 class KeyRefused(Exception):
@@ -84,7 +85,8 @@ class LocalStore(Store):
             return None
         return info if stat.S_ISREG(info.st_mode) else None
 
-    def _info(self, key: str, info: os.stat_result, fd: Optional[int] = None) -> ObjectInfo:
+    def info_of(self, key: str, info: os.stat_result, fd: Optional[int] = None) -> ObjectInfo:
+        """The metadata of ``key`` given its stat (and an open ``fd`` to hash, if any)."""
         base = key.rpartition("/")[2]
         ctype = JSON_TYPE if base.startswith("..") and base != "..LOCK" else None
         md5 = self._md5_of(self.path(key), info, fd)
@@ -131,18 +133,30 @@ class LocalStore(Store):
 
     def head(self, key: str) -> Optional[ObjectInfo]:
         info = self._stat(key)
-        return None if info is None else self._info(key, info)
+        return None if info is None else self.info_of(key, info)
 
     def open(self, key: str) -> Optional[Tuple[ObjectInfo, BinaryIO]]:
+        opened = self.open_fd(key)
+        if opened is None:
+            return None
+        fd, info = opened
         try:
-            handle = open(self.path(key), "rb")  # noqa: SIM115 (returned to the caller)
-        except (KeyRefused, FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return self.info_of(key, info, fd), os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def open_fd(self, key: str) -> Optional[Tuple[int, os.stat_result]]:
+        """An open descriptor of a regular file ``key`` and its stat (close it), or None."""
+        try:
+            fd = os.open(self.path(key), _O_READ)
+        except (KeyRefused, FileNotFoundError, NotADirectoryError):
             return None
-        info = os.fstat(handle.fileno())
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            handle.close()
+            os.close(fd)
             return None
-        return self._info(key, info, handle.fileno()), handle
+        return fd, info
 
     def read(self, key: str) -> Optional[bytes]:
         opened = self.open(key)
