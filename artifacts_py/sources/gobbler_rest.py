@@ -41,12 +41,9 @@ class RestSource:
         cap = settings.max_connections()
         t = transport.Transport(pool_maxsize=cap)
         try:
-            # Connecting takes a round trip: how many requests to keep in flight follows
-            # (a request is about two), and the workers' connections open while the
-            # manifest is on its way.
-            workers = engine.workers_for(2 * t.open(self.url), cap)
-            t.preconnect(self.url, workers)
+            warm = engine.WarmUp(t, self.url, cap)  # connections open while the manifest comes
             files, empty = check_manifest(fetch_manifest(self.url, self.g, t), self.where)
+            workers = warm.settle()
             base = f"{self.g.project}/{self.g.asset}/{self.g.version}/"
             fetch = engine.http_fetch(lambda rel: fetch_url(self.url, base + rel), bar,
                                       self.where, shared=t)

@@ -13,7 +13,6 @@ and checked against the manifest. The tree hash comes from the blob hashes.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Generic, List, Optional, TypeVar
 
@@ -47,42 +46,47 @@ class GypsumVersionSource:
         return f"{self.url} {self.g.coordinates}"
 
     def fill(self, dest: Path, work: Path, bar: Bar) -> Filled:
-        started = time.monotonic()
-        # Both documents at once (one round trip, not two); the summary is judged first.
-        manifest = Background(lambda: self._document("..manifest", missing_ok=True))
-        try:
-            self._check_summary()
-        except BaseException:
-            manifest.thread.join()  # its own outcome no longer matters
-            raise
-        latency = time.monotonic() - started  # of one small request, for the engine
-        document = manifest.result()
-        if document is None:  # gone since the summary was read: say what is missing
-            document = self._document("..manifest")
-        files = check_manifest(document, f"{self.where}/..manifest",
-                               self.g.project, self.g.asset, self.g.version)
         cap = settings.max_connections()
-        workers = engine.workers_for(latency, cap)
-        first: Dict[str, FileEntry] = {}  # object key -> the file that fetches it
-        copies: Dict[str, str] = {}
-        for f in files:
-            if f.key in first:
-                copies[f.path] = first[f.key].path
-                if (f.size, f.md5) != (first[f.key].size, first[f.key].md5):
-                    raise GypsumError(f"{self.where}: ..manifest gives {f.path!r} and "
-                                      f"{first[f.key].path!r} different sizes or md5s for one "
-                                      "object; the version is damaged")
-            else:
-                first[f.key] = f
-        keys = {f.path: f.key for f in first.values()}
-        fetch = engine.http_fetch(lambda rel: file_url(self.url, keys[rel]), bar, self.where)
-        specs = [engine.FileSpec(f.path, f.size, f.md5) for f in first.values()]
-        tree = engine.fill(dest, specs, [], fetch, workers=workers, cap=cap, where=self.where,
-                           bar=bar, copies=copies)
+        t = transport.Transport(pool_maxsize=cap)
+        try:
+            # The workers' connections open while the summary and the manifest (both at
+            # once) are on their way; the summary is judged first.
+            warm = engine.WarmUp(t, self.url, cap)
+            manifest = Background(lambda: self._document("..manifest", t, missing_ok=True))
+            try:
+                self._check_summary(t)
+            except BaseException:
+                manifest.thread.join()  # its own outcome no longer matters
+                raise
+            workers = warm.settle()  # from the summary's latency, while the manifest comes
+            document = manifest.result()
+            if document is None:  # gone since the summary was read: say what is missing
+                document = self._document("..manifest", t)
+            files = check_manifest(document, f"{self.where}/..manifest",
+                                   self.g.project, self.g.asset, self.g.version)
+            first: Dict[str, FileEntry] = {}  # object key -> the file that fetches it
+            copies: Dict[str, str] = {}
+            for f in files:
+                if f.key in first:
+                    copies[f.path] = first[f.key].path
+                    if (f.size, f.md5) != (first[f.key].size, first[f.key].md5):
+                        raise GypsumError(f"{self.where}: ..manifest gives {f.path!r} and "
+                                          f"{first[f.key].path!r} different sizes or md5s for "
+                                          "one object; the version is damaged")
+                else:
+                    first[f.key] = f
+            keys = {f.path: f.key for f in first.values()}
+            fetch = engine.http_fetch(lambda rel: file_url(self.url, keys[rel]), bar,
+                                      self.where, shared=t)
+            specs = [engine.FileSpec(f.path, f.size, f.md5) for f in first.values()]
+            tree = engine.fill(dest, specs, [], fetch, workers=workers, cap=cap,
+                               where=self.where, bar=bar, copies=copies)
+        finally:
+            t.close()
         return Filled(tree, sum(f.size for f in files), len(files))
 
-    def _check_summary(self) -> None:
-        summary = self._document("..summary")
+    def _check_summary(self, t: transport.Transport) -> None:
+        summary = self._document("..summary", t)
         if not isinstance(summary, dict):
             raise GypsumError(f"{self.where}: ..summary is not a JSON object; the version is "
                               "damaged")
@@ -95,10 +99,11 @@ class GypsumVersionSource:
                               "set probation = true in the entry's [gypsum] table to use it "
                               "anyway, or ask a project owner to approve it")
 
-    def _document(self, name: str, missing_ok: bool = False) -> Any:
+    def _document(self, name: str, t: transport.Transport, missing_ok: bool = False) -> Any:
         """A version's ``..`` JSON document, never cached (a missing one says what is missing,
         or is None with ``missing_ok``)."""
-        return fetch_document(self.url, version_key(*self.g[:3], name), self.where, missing_ok)
+        return fetch_document(self.url, version_key(*self.g[:3], name), self.where, missing_ok,
+                              t)
 
 
 T = TypeVar("T")
@@ -128,10 +133,15 @@ class Background(Generic[T]):
         return self.out[0]
 
 
-def fetch_document(url: str, key: str, where: str, missing_ok: bool = False) -> Any:
+def fetch_document(url: str, key: str, where: str, missing_ok: bool = False,
+                   t: Optional[transport.Transport] = None) -> Any:
     """GET ``/file/<key>`` as untrusted JSON; 404 -> which project/asset/version is missing."""
+    t = t or transport.default()
+    data = t.get_small(file_url(url, key))  # the common case, without urllib3
+    if data is not None:
+        return loads_unique(data, f"{where}: {key}")
     try:
-        r = transport.default().request("GET", file_url(url, key))
+        r = t.request("GET", file_url(url, key))
     except OfflineError:
         raise
     except DownloadError as e:
