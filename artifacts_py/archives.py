@@ -266,8 +266,8 @@ class _Input:
     def _produce(self, raw: BinaryIO) -> None:
         readinto = getattr(raw, "readinto", None)
         try:
+            buf = bytearray(_CHUNK)
             while True:
-                buf = bytearray(_CHUNK)
                 if readinto is not None:
                     n = int(readinto(buf) or 0)
                 else:
@@ -276,7 +276,11 @@ class _Input:
                     buf[:n] = data
                 if not n:
                     break
-                if not self._put(memoryview(buf)[:n]):
+                if n < _CHUNK // 2:  # a pipe hands over what arrived: copy it, keep buf
+                    piece = memoryview(bytes(buf[:n]))
+                else:  # the reader keeps views into buf: take a fresh one next time
+                    piece, buf = memoryview(buf)[:n], bytearray(_CHUNK)
+                if not self._put(piece):
                     return
             self._put(None)
         except BaseException as e:  # handed to the reading thread, which raises it

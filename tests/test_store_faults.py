@@ -149,6 +149,25 @@ def test_broken_body_resumes_through_artifact(http_server, tmp_path, isolated_de
     assert depot_leftovers(isolated_depot) == []
 
 
+def test_an_unpack_failure_does_not_wait_for_a_stalled_download(http_server, tmp_path,
+                                                                 isolated_depot):
+    """The unpacker refuses the first members while the download thread is stuck in a
+    read that will not return for a minute: the refusal is raised at once."""
+    import time
+
+    data = TarFactory().file("ok.txt", b"ok").file("../../evil.txt", b"x").getvalue()
+    data += os.urandom(200_000)  # more body, never sent: the server stalls first
+    url = http_server.add("/stall.tar", data, stall_after=100_000, stall_first=1)
+    toml = write_toml(tmp_path / "Artifacts.toml", "Evil", "1" * 40, [(url, sha256(data))])
+    start = time.monotonic()
+    with pytest.raises(InstallError) as info:
+        artifacts_py.artifact("Evil", toml)
+    assert time.monotonic() - start < 10  # not the 60 s read timeout
+    (_, err), = info.value.failures
+    assert isinstance(err, UnsafeArchiveError)
+    assert installed(isolated_depot) == [] and depot_leftovers(isolated_depot) == []
+
+
 def test_ctrl_c_mid_download_cleans_up(tmp_path, isolated_depot):
     import signal
 

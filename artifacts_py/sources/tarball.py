@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import BinaryIO, Dict, Optional
+from typing import BinaryIO, Dict, Optional, cast
 from urllib.parse import urlsplit
 
 from .. import archives, transport
@@ -29,6 +29,10 @@ from .base import Filled
 # HTTP retries for a mirror with others behind it: a dead mirror then costs about
 # a second instead of ~15 s of backoff before the next is tried.
 MIRROR_RETRIES = 2
+# Seconds an unpacking failure waits for the download thread to say why (its own error
+# names the real cause, e.g. a broken transfer).
+PUMP_WAIT = 1.0
+PIPE_SIZE = 1 << 20
 
 
 class TarballSource:
@@ -63,7 +67,10 @@ class TarballSource:
     def _streamed(self, dest: Path, bar: Bar, t: Optional[transport.Transport]) -> str:
         """Unpack while the download runs; the sha256 is checked when both have ended."""
         read_fd, write_fd = os.pipe()
-        reader: BinaryIO = os.fdopen(read_fd, "rb")
+        _widen(write_fd)
+        # Unbuffered: each read hands over what has arrived (a buffered reader waits to
+        # fill its buffer, and holds a lock that close() would wait on).
+        reader = cast(BinaryIO, os.fdopen(read_fd, "rb", buffering=0))
         writer: BinaryIO = os.fdopen(write_fd, "wb")
         outcome: Dict[str, object] = {}
 
@@ -90,7 +97,11 @@ class TarballSource:
             unpack_error = e
         finally:
             reader.close()  # a pump still writing gets a broken pipe and stops
-            thread.join()
+            # One stuck in a stalled read cannot notice: after a failure (Ctrl-C included)
+            # it is not waited for long. It writes only into the pipe, which is closed.
+            thread.join(None if unpack_error is None else PUMP_WAIT)
+        if thread.is_alive() and unpack_error is not None:
+            raise unpack_error
         error = outcome.get("error")
         if isinstance(error, BaseException) and not isinstance(error, BrokenPipeError):
             raise error  # the transfer failed: that is why the unpacker saw garbage
@@ -120,6 +131,16 @@ class TarballSource:
             raise hash_mismatch("sha256", self.sha256, got.sha256, what=self.url,
                                 advice="the tarball at that URL changed or is corrupt; "
                                 "nothing was installed")
+
+
+def _widen(fd: int) -> None:
+    """A 1 MiB pipe where Linux allows it (64 KiB by default): fewer, larger reads."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ"), PIPE_SIZE)
+    except (ImportError, AttributeError, OSError):
+        pass
 
 
 def _name(url: str) -> str:
