@@ -25,6 +25,14 @@ from tarfactory import TarFactory
 HELPER = Path(__file__).with_name("core_helpers.py")
 
 
+def _interruptible() -> None:
+    """Ctrl-C as at a terminal: a runner started in the background (``cmd &``) ignores
+    SIGINT, and a child inheriting that would never see the signal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _child_mid_download(server: "GatedServer", tmp_path: Path) -> tuple:
     """A child process resolving "Big", whose first GET sends part of the body and then
     hangs: returned once the server has seen it (child, tree, toml)."""
@@ -32,7 +40,8 @@ def _child_mid_download(server: "GatedServer", tmp_path: Path) -> tuple:
     url = server.add("/big.tar.gz", data, stall_after=100_000, stall_first=1)
     toml = write_toml(tmp_path / "Artifacts.toml", "Big", tree, [(url, sha)])
     child = subprocess.Popen([sys.executable, str(HELPER), "Big", str(toml)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=_interruptible)
     if not server.wait_for("/big.tar.gz", 1, timeout=60):
         child.kill()
         child.communicate(timeout=30)
