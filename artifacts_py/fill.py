@@ -349,7 +349,7 @@ def write_and_hash(dst: str, data: bytes) -> Tuple[int, str, bytes]:
                 view = view[os.write(fout, view):]
     finally:
         os.close(fout)
-    sha = hashlib.sha1(b"blob %d\0" % len(data))  # git's blob header (treehash.blob_header)
+    sha = blob_hasher(len(data))
     sha.update(data)
     return len(data), hashlib.md5(data).hexdigest(), sha.digest()
 

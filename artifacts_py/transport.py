@@ -64,8 +64,6 @@ MAX_RETRY_AFTER = 60.0
 SPEED_LIMIT = 1024
 SPEED_TIME = 30.0
 USER_AGENT = f"artifacts-py/{__version__}"
-# The largest body Transport.get_small takes when no size is given.
-LEAN_MAX = 64 << 20
 # urllib3 wraps socket errors in reprs like "HTTPConnectionPool(host=..): ..." and
 # "<urllib3.connection.HTTPConnection object at 0x..>: "; users need neither.
 _NOISE = re.compile(r"\w+ConnectionPool\([^)]*\):\s*|<[^>]* object at 0x[0-9a-f]+>:?\s*")
@@ -255,7 +253,7 @@ class Transport:
     def get_small(self, url: str, size: Optional[int] = None) -> Optional[bytes]:
         """The body of a plain ``200`` answer of exactly ``size`` bytes, or None.
 
-        ``size=None`` takes any length up to :data:`LEAN_MAX` (a manifest): a
+        ``size=None`` takes any length up to ``leanhttp.MAX_BODY`` (a manifest): a
         small install then never imports urllib3.
 
         The fast path for many small files: one kept-alive connection per host
@@ -279,7 +277,7 @@ class Transport:
             except Exception:  # noqa: BLE001 - any failure: the robust path takes over
                 return None
         body: Optional[bytes] = conn.get(parts.path + (f"?{parts.query}" if parts.query else ""),
-                                         size, LEAN_MAX)
+                                         size)
         return body
 
     def open(self, url: str) -> float:
