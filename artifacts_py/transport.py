@@ -454,7 +454,11 @@ def download(url: str, dest: Union[str, "os.PathLike[str]", BinaryIO], *,
     to an unpacker): a break is then resumed where the bytes stopped, and a
     server that cannot resume raises :class:`Unrewindable`.
     """
-    is_file = urlsplit(url).scheme.lower() == "file"
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https", "file"):
+        raise DownloadError(f"{url}: not an http://, https:// or file:// URL (the only kinds "
+                            "artifacts-py downloads); check the URL", url=url)
+    is_file = scheme == "file"
     if not is_file:
         check_online(url)
     stream = None if isinstance(dest, (str, os.PathLike)) else dest

@@ -272,6 +272,16 @@ def test_malformed_url_says_so(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("url", ["ftp://example.org/x.tar.gz", "gobbler:bench/small/v1",
+                                 "s3://bucket/x.tar"])
+def test_other_schemes_are_refused_by_name(tmp_path, url):
+    # Not "the server redirected ...": no server was asked.
+    with pytest.raises(DownloadError) as exc:
+        download(url, tmp_path / "x")
+    assert str(exc.value).startswith(f"{url}: not an http://, https:// or file:// URL")
+    assert not (tmp_path / "x").exists()
+
+
 def test_import_does_not_load_requests():
     code = ("import sys, artifacts_py.transport; "
             "bad = {'requests', 'urllib3', 'tqdm'} & set(sys.modules); assert not bad, bad")
