@@ -325,8 +325,11 @@ class Transport:
                     return
             conn.close()  # close() was called meanwhile
 
-        for i in range(n):
-            threading.Thread(target=one, name=f"artifacts-py-connect-{i}", daemon=True).start()
+        def spawn() -> None:  # Thread.start waits for each thread: not on the caller's time
+            for i in range(n):
+                threading.Thread(target=one, name=f"artifacts-py-connect-{i}", daemon=True).start()
+
+        threading.Thread(target=spawn, name="artifacts-py-connect", daemon=True).start()
 
     def _spare_or_new(self, scheme: str, parts: Any) -> Any:
         with self._lock:
