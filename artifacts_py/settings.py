@@ -87,6 +87,8 @@ def _number(name: str, default: float, minimum: float) -> float:
         return default
     try:
         value = float(raw)
+        if value != value or value in (float("inf"), float("-inf")):  # nan, inf
+            raise ValueError(raw)
     except ValueError:
         raise SettingError(f"{name}={raw!r} is not a number; unset it or give e.g. "
                            f"{name}={default:g}") from None
@@ -96,8 +98,25 @@ def _number(name: str, default: float, minimum: float) -> float:
 
 
 def max_connections() -> int:
-    """``ARTIFACTS_PY_MAX_CONNECTIONS``: the most connections opened to one host."""
-    return int(_number(MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, 1))
+    """``ARTIFACTS_PY_MAX_CONNECTIONS``: the most connections opened to one host.
+
+    Never more than a quarter of the open-file limit (``ulimit -n``; 256 by
+    default on macOS): each connection's worker also holds a file open, and
+    the rest belong to the program.
+    """
+    return min(int(_number(MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS, 1)), _open_file_budget())
+
+
+def _open_file_budget() -> int:
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):  # no rlimits here (Windows)
+        return 1 << 20
+    if soft < 0 or soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(1, soft // 4)
 
 
 def retries() -> int:

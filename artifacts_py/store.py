@@ -115,7 +115,10 @@ def persist(target: Path, expected: Optional[str], source: Source, what: str,
     try:
         os.mkdir(dest)
         with Bar(desc or what, enabled=progress) as bar:
-            filled: Filled = source.fill(dest, tmp, bar)
+            try:
+                filled: Filled = source.fill(dest, tmp, bar)
+            except OSError as e:
+                raise _readable(e, tmp, source.label) from None
             computed = filled.tree_hash
             if computed is None:
                 from .treehash import compute_git_tree_sha1
@@ -144,6 +147,33 @@ def persist(target: Path, expected: Optional[str], source: Source, what: str,
         return final
     finally:
         remove_tree(tmp)
+
+
+# What to do about a system error while filling, beyond what its text says.
+_ADVICE = {errno.EMFILE: "; raise the open-file limit (ulimit -n) or lower "
+                         "ARTIFACTS_PY_MAX_CONNECTIONS",
+           errno.ENFILE: "; the system is out of file handles: try again later",
+           errno.ENAMETOOLONG: "; a name in the artifact is too long for this filesystem"}
+
+
+def _readable(e: OSError, tmp: Path, label: str) -> OSError:
+    """A system error from a fill as one line naming its source, never our temp dir.
+
+    Errors of our own (ArtifactError) already read well and pass unchanged; the
+    errno is kept, so a full disk is still recognised.
+    """
+    if isinstance(e, ArtifactError):
+        return e
+    name = os.fsdecode(e.filename) if e.filename is not None else ""
+    tree = os.path.join(tmp, "tree")
+    if name.startswith(tree + os.sep):
+        name = f"writing {name[len(tree) + 1:]!r}"
+    elif name == tree or name.startswith(f"{tmp}{os.sep}") or name == str(tmp):
+        name = "in its temp dir"
+    err = InstallError(f"{label}: {name + ': ' if name else ''}{e.strerror or e}"
+                       f"{_ADVICE.get(e.errno or 0, '')}")
+    err.errno = e.errno
+    return err
 
 
 def _bytes(n: int) -> str:

@@ -202,6 +202,66 @@ def test_far_server_gets_more_requests_in_flight(gob, proxy, tmp_path, monkeypat
     assert WORKERS < proxy.in_flight_max <= 24  # latency-aware, and still capped
 
 
+def test_a_low_open_file_limit_caps_the_connections(gob, proxy, tmp_path):
+    """A far server asks for ~150 requests in flight; with ``ulimit -n 128`` (and a
+    cap of 1,000 asked for) the engine stays within a quarter of the limit instead
+    of failing with 'Too many open files'."""
+    files = {f"fd/{i:03d}.txt": f"fd {i}\n".encode() for i in range(300)}
+    _, pub = _publish(gob, tmp_path, "fdlimit", files=files, toml=tmp_path / "pub.toml")
+    toml = tmp_path / "Artifacts.toml"
+    _bind(toml, "Fd", pub["git_tree_sha1"], "fdlimit", url=proxy.url)
+    proxy.delay = 0.03  # a 30 ms round trip: workers_for() asks for about 150
+    env = {**os.environ, "ARTIFACTS_PY_DEPOT_PATH": str(tmp_path / "d"),
+           "ARTIFACTS_PY_MAX_CONNECTIONS": "1000"}
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (128, "
+            "resource.getrlimit(resource.RLIMIT_NOFILE)[1])); import artifacts_py; "
+            "print(artifacts_py.artifact('Fd', sys.argv[1]).name)")
+    out = subprocess.run([sys.executable, "-c", code, str(toml)], capture_output=True,
+                         env=env, timeout=120, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == pub["git_tree_sha1"]
+    assert 4 < proxy.in_flight_max <= 128 // 4
+
+
+def test_a_name_too_long_for_the_filesystem_is_one_line_naming_the_source(tmp_path,
+                                                                         monkeypatch):
+    """A raw system error from a fill reads as one line: source, file, what to do."""
+    version = tmp_path / "reg" / PROJECT / "long" / "v1"
+    version.mkdir(parents=True)
+    (version / "ok.txt").write_bytes(b"hello")
+    entry = {"size": 5, "md5sum": hashlib.md5(b"hello").hexdigest()}
+    (version / "..manifest").write_text(json.dumps({"ok.txt": entry, "x" * 300: entry}))
+    (version / "..summary").write_text(json.dumps({
+        "upload_user_id": "u", "upload_start": "2024-01-01T00:00:00Z",
+        "upload_finish": "2024-01-01T00:00:01Z"}))
+    toml = tmp_path / "Artifacts.toml"
+    _bind(toml, "Long", "0" * 40, "long", registry=str(tmp_path / "reg"))
+    d = _use_depot(monkeypatch, tmp_path / "depot")
+    with pytest.raises(artifacts_py.InstallError) as exc:
+        artifacts_py.artifact("Long", toml)
+    msg = str(exc.value)
+    assert "File name too long; a name in the artifact is too long for this filesystem" in msg
+    assert f"gobbler registry {tmp_path / 'reg'}" in msg and "[Errno" not in msg
+    assert ".tmp-" not in msg and _installed(d) == []
+    assert [n for n in os.listdir(d / "artifacts")] == []
+
+
+def test_system_errors_in_the_temp_dir_are_named_within_the_tree(tmp_path):
+    import errno
+
+    from artifacts_py.store import _readable
+
+    tmp = tmp_path / "depot" / "artifacts" / ".tmp-host-1-abc"
+    e = OSError(errno.EMFILE, "Too many open files", str(tmp / "tree" / "d" / "f.bin"))
+    err = _readable(e, tmp, "gobbler http://x (p/a/v1)")
+    assert str(err) == ("gobbler http://x (p/a/v1): writing 'd/f.bin': Too many open files; "
+                        "raise the open-file limit (ulimit -n) or lower "
+                        "ARTIFACTS_PY_MAX_CONNECTIONS")
+    assert err.errno == errno.EMFILE and isinstance(err, artifacts_py.InstallError)
+    own = GobblerError("gobbler http://x: HTTP 500")
+    assert _readable(own, tmp, "gobbler http://x (p/a/v1)") is own
+
+
 def test_changed_registry_file_falls_through_to_the_tarball_mirror(gob, tmp_path, monkeypatch):
     archive = tmp_path / "tamper.tar.gz"
     toml, pub = _publish(gob, tmp_path, "tamper", archive=str(archive))

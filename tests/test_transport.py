@@ -282,6 +282,23 @@ def test_other_schemes_are_refused_by_name(tmp_path, url):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("name,raw,read", [
+    ("ARTIFACTS_PY_MAX_CONNECTIONS", "inf", settings.max_connections),
+    ("ARTIFACTS_PY_MAX_CONNECTIONS", "nan", settings.max_connections),
+    ("ARTIFACTS_PY_MAX_CONNECTIONS", "lots", settings.max_connections),
+    ("ARTIFACTS_PY_MAX_CONNECTIONS", "0", settings.max_connections),
+    ("ARTIFACTS_PY_TIMEOUT", "nan", settings.timeout),
+    ("ARTIFACTS_PY_TIMEOUT", "-inf", settings.timeout),
+    ("ARTIFACTS_PY_RETRIES", "-1", settings.retries)])
+def test_bad_numeric_settings_name_the_variable(monkeypatch, name, raw, read):
+    from artifacts_py.errors import SettingError
+
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(SettingError) as exc:
+        read()
+    assert str(exc.value).startswith(f"{name}={raw!r} ")
+
+
 def test_import_does_not_load_requests():
     code = ("import sys, artifacts_py.transport; "
             "bad = {'requests', 'urllib3', 'tqdm'} & set(sys.modules); assert not bad, bad")
