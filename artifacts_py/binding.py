@@ -387,7 +387,7 @@ def bind_artifact(toml_path: PathLike, name: str, git_tree_sha1: str,
     check_name(name, path)
     problem = hex_problem(git_tree_sha1, 40)
     if problem:
-        raise ArtifactsTomlError(f"{problem}; this must be a 40-digit hex git tree hash",
+        raise ArtifactsTomlError(f"{problem}; give the git-tree-sha1 that `artifacts create DIR` prints",
                                  path=str(path), name=name, key="git-tree-sha1")
     reserved = sorted(set(metadata or ()) & {"git-tree-sha1", "lazy", "download", "gobbler",
                                               "gypsum"})
