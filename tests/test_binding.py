@@ -322,7 +322,7 @@ def test_bad_platform_tag_is_refused_before_writing(toml):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"git_tree_sha1": "1" * 39}, "39 characters"),
-    ({"git_tree_sha1": SA}, "40-digit"),
+    ({"git_tree_sha1": SA}, "it must have 40 hex digits; give the git-tree-sha1"),
     ({"git_tree_sha1": H1, "metadata": {"lazy": True}}, "metadata"),
     ({"git_tree_sha1": H1, "download_url": "https://x/y"}, "sha256"),
     ({"git_tree_sha1": H1, "download_url": "https://x/y", "sha256": "xyz"}, "sha256"),
