@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, TypeVar, Union
 
 from . import depot
-from .errors import ArtifactError, ArtifactNotFoundError, NotInstalledError
+from .errors import ArtifactError, ArtifactNotFoundError, InvalidArgumentError, NotInstalledError
 from .tomlmodel import (ArtifactEntry, ArtifactsFile, caller_file, load_file, resolve_toml)
 
 PathLike = Union[str, os.PathLike[str]]
@@ -59,7 +59,13 @@ def _file(toml: Optional[PathLike]) -> ArtifactsFile:
 
 def _entry(name: str, toml: Optional[PathLike]) -> Tuple[ArtifactsFile, ArtifactEntry]:
     f = _file(toml)
-    return f, f.entry(name)
+    return f, f.entry(_check_name(name))
+
+
+def _check_name(name: object) -> str:
+    if isinstance(name, str) and name:
+        return name
+    raise InvalidArgumentError(f"an artifact name must be a non-empty string, not {name!r}")
 
 
 def artifact(name: str, toml: Optional[PathLike] = None, verbose: bool = False, *,
@@ -71,7 +77,7 @@ def artifact(name: str, toml: Optional[PathLike] = None, verbose: bool = False, 
     found next to the calling module, see :func:`get_artifacts_toml`).
     ``verbose`` shows a progress bar while installing.
     """
-    base, sub = _split(name) if "/" in name or "\\" in name else (name, "")
+    base, sub = _split(name) if "/" in _check_name(name) or "\\" in name else (name, "")
     f, entry = _entry(base, toml if toml_path is None else _toml(toml, toml_path))
     path = depot.lookup(entry.git_tree_sha1, f.path)
     if path is None:
@@ -133,9 +139,14 @@ def install_entry(entry: ArtifactEntry, *, progress: Optional[bool] = None,
     what = f"artifact {entry.name!r} ({entry.git_tree_sha1}) from {entry.toml_path}"
     sources = plan(entry)
     if not sources:
+        import json
+        import re
+
+        # A TOML key: bare when it can be, else quoted ("My data")
+        key = entry.name if re.fullmatch(r"[A-Za-z0-9_-]+", entry.name) else json.dumps(entry.name)
         raise NotInstalledError(
-            f"{what} is not installed and has no source: add a [{entry.name}.gobbler] table "
-            f"or a [[{entry.name}.download]] mirror (`artifacts add`)")
+            f"{what} is not installed and has no source: add a [{key}.gobbler] table "
+            f"or a [[{key}.download]] mirror (`artifacts add`)")
     target = depot.get_cache_dir(first)
     with store.depot_lock(target, exclusive=False):
         path = store.install(entry.git_tree_sha1, sources, what=what, depot=target,
@@ -185,7 +196,7 @@ def verify_artifact(tree_hash: str, honor_overrides: bool = False) -> bool:
     """
     from .treehash import compute_git_tree_sha1
 
-    tree_hash = tree_hash.lower()
+    tree_hash = depot.require_hash(tree_hash)
     from .overrides import is_overridden
 
     if is_overridden(tree_hash) and not honor_overrides:

@@ -231,10 +231,12 @@ class ArtifactsFile:
         try:
             value = self.data[name]
         except KeyError:
+            from shlex import quote
+
             known = ", ".join(sorted(self.data)) or "none"
             raise ArtifactNotFoundError(
                 f"{self.path}: no artifact named {name!r} (known: {known}); "
-                f"bind it with `artifacts add {name} ...` or check the spelling") from None
+                f"bind it with `artifacts add {quote(name)} ...` or check the spelling") from None
         if isinstance(value, Mapping):
             return value
         if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):

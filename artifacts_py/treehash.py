@@ -239,6 +239,9 @@ def compute_sha256(path: PathLike) -> str:
     """SHA-256 of a file, as 64 lower-case hex digits."""
     from hashlib import sha256
 
+    if not os.path.isfile(path):
+        raise (IsADirectoryError if os.path.isdir(path) else FileNotFoundError)(
+            f"{path}: not a file; compute_sha256 hashes a file (a tarball)")
     h = sha256()
     hash_file(path, h)
     return h.hexdigest()

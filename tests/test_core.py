@@ -209,6 +209,39 @@ def test_no_source_is_a_clear_error(tmp_path):
         artifacts_py.artifact("Data", toml)
 
 
+def test_a_name_that_needs_quotes_is_quoted_in_the_advice(tmp_path):
+    toml = write_toml(tmp_path / "Artifacts.toml", '"My data"', "a" * 40)
+    with pytest.raises(artifacts_py.NotInstalledError) as exc:
+        artifacts_py.artifact("My data", toml)
+    assert '[["My data".download]]' in str(exc.value)  # valid TOML, unlike [[My data.download]]
+    with pytest.raises(ArtifactNotFoundError) as missing:
+        artifacts_py.artifact("My dat", toml)
+    assert "`artifacts add 'My dat' ...`" in str(missing.value)
+
+
+@pytest.mark.parametrize("call", [artifacts_py.artifact, artifacts_py.artifact_hash,
+                                  artifacts_py.ensure_artifact_installed])
+@pytest.mark.parametrize("name", [None, "", 123, ["Data"]])
+def test_a_name_that_is_not_a_string_is_refused_by_name(tmp_path, call, name):
+    toml = write_toml(tmp_path / "Artifacts.toml", "Data", "a" * 40)
+    with pytest.raises(artifacts_py.InvalidArgumentError) as exc:
+        call(name, toml)
+    assert str(exc.value) == f"an artifact name must be a non-empty string, not {name!r}"
+
+
+@pytest.mark.parametrize("bad", [None, "zz", "../../etc", "g" * 40])
+def test_verify_refuses_what_is_not_a_tree_hash(bad):
+    with pytest.raises(artifacts_py.InvalidArgumentError):
+        artifacts_py.verify_artifact(bad)
+
+
+def test_compute_sha256_of_a_folder_or_nothing_says_it_hashes_a_file(tmp_path):
+    with pytest.raises(IsADirectoryError, match="not a file; compute_sha256 hashes a file"):
+        artifacts_py.compute_sha256(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a file; compute_sha256 hashes a file"):
+        artifacts_py.compute_sha256(tmp_path / "missing.tar.gz")
+
+
 def test_ensure_all_skips_names_without_a_binding_for_this_platform(http_server, tarball,
                                                                     tmp_path):
     data, tree, sha = tarball
