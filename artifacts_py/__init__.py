@@ -25,8 +25,7 @@ from .errors import (ArtifactError, ArtifactNotFoundError, ArtifactsTomlError,
                      PlatformError, SettingError, SourceUnavailableError, TomlNotFoundError,
                      UnsafeArchiveError, UnsupportedArchiveError)
 from .overrides import load_overrides
-from .tomlmodel import ArtifactEntry, DownloadInfo, GobblerSource, get_artifacts_toml
-from .treehash import compute_git_tree_sha1, compute_sha256
+from .tomlmodel import ArtifactEntry, DownloadInfo, get_artifacts_toml
 
 # Logging: modules log to ``artifacts_py.*`` at INFO/DEBUG only, so nothing is
 # printed unless the application configures logging (the CLI's -v does);
@@ -41,8 +40,11 @@ if TYPE_CHECKING:  # the lazily loaded names, with their real signatures for typ
     from .binding import add_download_source as add_download_source
     from .binding import bind_artifact as bind_artifact
     from .binding import unbind_artifact as unbind_artifact
+    from .gobbler.protocol import GobblerSource as GobblerSource
+    from .treehash import compute_git_tree_sha1 as compute_git_tree_sha1
+    from .treehash import compute_sha256 as compute_sha256
 
-# Heavier names (tomlkit, requests) are loaded when first touched (PEP 562).
+# Heavier names (tomlkit, the hashing code) are loaded when first touched (PEP 562).
 _LAZY = {
     "bind_artifact": "binding",
     "unbind_artifact": "binding",
@@ -51,6 +53,9 @@ _LAZY = {
     "add_artifact": "authoring",
     "query_artifact_info": "authoring",
     "publish_artifact": "authoring",
+    "compute_git_tree_sha1": "treehash",
+    "GobblerSource": "gobbler.protocol",
+    "compute_sha256": "treehash",
     "gobbler": None,
 }
 
@@ -70,8 +75,7 @@ __all__ = [
     "artifact", "artifact_exists", "artifact_hash", "artifact_path", "load_artifacts",
     "ArtifactManager", "ensure_artifact_installed", "ensure_all_artifacts_installed",
     "verify_artifact", "remove_artifact", "clear_artifact_cache", "set_cache_dir",
-    "get_cache_dir", "get_artifacts_toml", "load_overrides", "compute_git_tree_sha1",
-    "compute_sha256", "ArtifactEntry", "DownloadInfo", "GobblerSource",
+    "get_cache_dir", "get_artifacts_toml", "load_overrides", "ArtifactEntry", "DownloadInfo",
     "ArtifactError", "ArtifactNotFoundError", "ArtifactsTomlError", "BindingExistsError",
     "DepotError", "DownloadError", "GobblerError", "GobblerNotFoundError", "GypsumError",
     "GypsumNotFoundError", "HashMismatchError", "InstallError", "InvalidArgumentError",

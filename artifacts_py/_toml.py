@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import marshal
 import os
+import time
 from typing import Any, Dict, Tuple
 
 from .errors import ArtifactsTomlError
-
 
 
 def parse_toml(data: bytes, path: "str | os.PathLike[str]") -> Dict[str, Any]:
@@ -25,10 +25,14 @@ def parse_toml(data: bytes, path: "str | os.PathLike[str]") -> Dict[str, Any]:
                                  path=str(path)) from None
 
 
-# A parsed Artifacts.toml of this size or more is cached (marshal) in the first depot:
-# tomllib needs ~25 ms for 1,000 entries, marshal ~1 ms, and a fresh process pays it.
-CACHE_MIN_BYTES = 32 << 10
+# A parsed Artifacts.toml is cached (marshal) in the first depot, so that a warm hit in
+# a fresh process never imports tomllib: importing it costs more than the rest of the hit
+# (~19 ms in a clean venv here, with re and typing), and parsing 1,000 entries ~25 ms.
 Signature = Tuple[int, int, int]  # (mtime_ns, size, inode)
+# A file changed this recently is not cached: on a filesystem with coarse timestamps
+# (FAT: 2 s) an edit in the same tick that keeps the size would go unseen (git's "racy"
+# entries). Later edits then always change the mtime.
+RACY_SECONDS = 3
 
 
 def load_toml_file(path: str, signature: Signature) -> Dict[str, Any]:
@@ -38,8 +42,6 @@ def load_toml_file(path: str, signature: Signature) -> Dict[str, Any]:
     signature: any change of mtime, size or inode re-parses. Values marshal
     cannot hold (TOML dates) simply skip the cache.
     """
-    if signature[1] < CACHE_MIN_BYTES:
-        return parse_toml(_read(path), path)
     cache = _cache_file(path)
     try:
         with open(cache, "rb") as f:
@@ -49,8 +51,14 @@ def load_toml_file(path: str, signature: Signature) -> Dict[str, Any]:
     except (OSError, ValueError, EOFError, TypeError):
         pass
     data = parse_toml(_read(path), path)
-    _store(cache, signature, data)
+    if settled(signature):
+        _store(cache, signature, data)
     return data
+
+
+def settled(signature: Signature) -> bool:
+    """Whether a parse of a file with this signature may be kept (see RACY_SECONDS)."""
+    return signature[0] < time.time_ns() - RACY_SECONDS * 10**9
 
 
 def _read(path: str) -> bytes:

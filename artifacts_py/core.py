@@ -169,18 +169,16 @@ def artifact_exists(name_or_hash: Optional[str] = None, toml: Optional[PathLike]
     ``False`` for a name the Artifacts.toml does not bind (for this platform),
     like fetch-artifacts; a malformed entry still raises.
     """
-    from .treehash import is_sha1_hex
-
     key = _either(name_or_hash, name, "the name")
     if key is None:
         raise TypeError("artifact_exists() needs a name or a tree hash")
     toml = _toml(toml, toml_path)
-    if is_sha1_hex(key) and toml is None:
+    if depot.is_sha1_hex(key) and toml is None:
         return depot.find_installed(key) is not None
     try:
         tree = _entry(key, toml)[1].git_tree_sha1
     except ArtifactNotFoundError:
-        return is_sha1_hex(key) and depot.find_installed(key) is not None
+        return depot.is_sha1_hex(key) and depot.find_installed(key) is not None
     return depot.find_installed(tree) is not None
 
 

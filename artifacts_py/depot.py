@@ -29,7 +29,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import settings
 from .errors import InvalidArgumentError
-from .treehash import is_sha1_hex
 
 _cache_dir_override: Optional[Path] = None
 _stack_cache: Dict[Tuple[Optional[str], Optional[Path], Optional[Path]], List[Path]] = {}
@@ -94,6 +93,11 @@ def get_cache_dir(first: Optional[Path] = None) -> Path:
 def artifacts_dir(depot: Optional[Path] = None) -> Path:
     """``<depot>/artifacts`` of the given depot, by default the first."""
     return (depot or get_cache_dir()) / "artifacts"
+
+
+def is_sha1_hex(s: object) -> bool:
+    """True for a 40-digit hex string (either case): a tree's name in a depot."""
+    return isinstance(s, str) and len(s) == 40 and all(c in "0123456789abcdefABCDEF" for c in s)
 
 
 def require_hash(tree_hash: str) -> str:

@@ -24,12 +24,12 @@ from typing import Any, Dict, List, Optional, Set, Tuple, TypedDict
 from . import depot, store
 from .files import remove_tree
 from .errors import ArtifactError, InvalidArgumentError
-from .treehash import is_sha1_hex
 from .usage import recorded_tomls
 
 
-# The Gobbler and gypsum clients' file caches in a depot (artifacts_py.gobbler/gypsum).
-CLIENT_CACHES = ("gobbler", "gypsum")
+# Caches in a depot, re-made on use: the Gobbler and gypsum clients' files
+# (artifacts_py.gobbler/gypsum) and parsed Artifacts.toml files (cache/toml).
+CLIENT_CACHES = ("gobbler", "gypsum", "cache")
 
 
 class TreeInfo(TypedDict):
@@ -106,7 +106,7 @@ def used_hashes(report: Optional[GcReport] = None) -> Set[str]:
         for value in data.values():
             for binding in value if isinstance(value, list) else [value]:
                 h = binding.get("git-tree-sha1") if isinstance(binding, dict) else None
-                if isinstance(h, str) and is_sha1_hex(h):
+                if isinstance(h, str) and depot.is_sha1_hex(h):
                     used.add(h.lower())
     return used
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from ._toml import parse_toml
+from .depot import is_sha1_hex
 from .errors import ArtifactsTomlError
-from .treehash import is_sha1_hex
 
 _cache: Dict[Tuple[Path, ...], Dict[str, Path]] = {}
 

@@ -17,14 +17,14 @@ import stat
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 from ._toml import load_toml_file, parse_toml
 from . import settings
 from .errors import ArtifactNotFoundError, ArtifactsTomlError, TomlNotFoundError
-from .gobbler.protocol import GobblerSource as GobblerSource
-from .gobbler.protocol import parse_table as parse_gobbler_table
-from .gobbler.protocol import url_problem
+
+if TYPE_CHECKING:
+    from .gobbler.protocol import GobblerSource
 
 TOML_NAMES = ("JuliaArtifacts.toml", "Artifacts.toml")
 PROJECT_MARKERS = ("pyproject.toml", "setup.py", ".git")
@@ -106,6 +106,22 @@ def hex_problem(value: object, digits: int) -> Optional[str]:
     return None
 
 
+def url_problem(url: str) -> Optional[str]:
+    """Why ``url`` is not a usable http(s) service URL, or None."""
+    if not url.startswith(("http://", "https://")):
+        return f"{url!r} must be an http:// or https:// URL of the service"
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that does not parse
+    except ValueError as e:
+        return f"{url!r} is not a valid URL ({e})"
+    if not parts.hostname:
+        return f"{url!r} has no host name"
+    return None
+
+
 def parse_binding(raw: Mapping[str, Any], name: str, path: str, where: str = "") -> ArtifactEntry:
     """Validate one binding table and build an :class:`ArtifactEntry`.
 
@@ -151,8 +167,11 @@ def parse_binding(raw: Mapping[str, Any], name: str, path: str, where: str = "")
             raise bad(f"must be a non-negative integer, not {size!r}", f"{key}.size")
         downloads.append(DownloadInfo(url, str(sha256).lower(), size))
 
-    g = raw.get("gobbler")
-    gobbler = None if g is None else parse_gobbler_table(g, bad)
+    gobbler = None
+    if raw.get("gobbler") is not None:  # the protocol module only for entries that use it
+        from .gobbler.protocol import parse_table as parse_gobbler_table
+
+        gobbler = parse_gobbler_table(raw["gobbler"], bad)
     gypsum = None
     if raw.get("gypsum") is not None:
         from .gypsum.protocol import parse_table as parse_gypsum_table

@@ -410,8 +410,8 @@ def default() -> Transport:
 def _proxy_for(scheme: str, host: str) -> str:
     """The proxy URL the environment gives for ``scheme://host``, or "" for none."""
     if sys.platform not in ("darwin", "win32") and \
-            not any(k[-6:].lower() == "_proxy" for k in os.environ):
-        return ""  # here urllib.request (~20 ms of imports) would read only those variables
+            not any(k[-6:].lower() == "_proxy" and k.lower() != "no_proxy" for k in os.environ):
+        return ""  # here urllib.request (~20 ms of imports) would read only these variables
     import urllib.request
 
     proxies = urllib.request.getproxies()

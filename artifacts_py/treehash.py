@@ -247,16 +247,6 @@ def compute_sha256(path: PathLike) -> str:
     return h.hexdigest()
 
 
-def is_sha1_hex(s: object) -> bool:
-    """True for a 40-digit hex string (either case)."""
-    return isinstance(s, str) and len(s) == 40 and all(c in "0123456789abcdefABCDEF" for c in s)
-
-
-def is_sha256_hex(s: object) -> bool:
-    """True for a 64-digit hex string (either case)."""
-    return isinstance(s, str) and len(s) == 64 and all(c in "0123456789abcdefABCDEF" for c in s)
-
-
 __all__ = ["TreeBuilder", "compute_git_tree_sha1", "compute_sha256", "blob_sha1",
            "file_blob_sha1", "blob_header", "hash_file", "blob_hasher", "mode_for", "iter_tree", "EMPTY_TREE",
-           "MODE_FILE", "MODE_EXEC", "MODE_LINK", "MODE_TREE", "is_sha1_hex", "is_sha256_hex"]
+           "MODE_FILE", "MODE_EXEC", "MODE_LINK", "MODE_TREE"]

@@ -128,8 +128,8 @@ def main() -> int:
         def argv(label: str, asset: str) -> List[str]:
             if label == ours:
                 toml = root / f"toml-{asset}" / "Artifacts.toml"  # fresh every run
-                return [sys.executable, "-c", OURS_CHILD, str(toml), str(src), asset, url, PROJECT]
-            return [sys.executable, "-c", PYG_CHILD, PROJECT, asset, str(src), staging, url]
+                return [common.python(), "-c", OURS_CHILD, str(toml), str(src), asset, url, PROJECT]
+            return [common.python(), "-c", PYG_CHILD, PROJECT, asset, str(src), staging, url]
 
         # One untimed run each: bytecode caches written, page cache warm.
         for label, asset in ((ours, "prime-ours"), (pyg, "prime-pyg")):

@@ -361,19 +361,19 @@ class Tools:
                          ARTIFACTS_PY_GOBBLER_URL="http://127.0.0.1:9")
 
     def ours_rest(self, v: Version, dest: Path) -> Tuple[Run, Path]:
-        run = run_child("ours (REST)", [sys.executable, "-c", OURS_CHILD, v.name, str(self.toml)],
+        run = run_child("ours (REST)", [common.python(), "-c", OURS_CHILD, v.name, str(self.toml)],
                         self.ours_env(dest, rest=True))
         return run, Path(run.info["path"])
 
     def ours_mounted(self, v: Version, dest: Path) -> Tuple[Run, Path]:
-        run = run_child("ours (mounted)", [sys.executable, "-c", OURS_CHILD, v.name,
+        run = run_child("ours (mounted)", [common.python(), "-c", OURS_CHILD, v.name,
                                            str(self.toml)], self.ours_env(dest, rest=False))
         return run, Path(run.info["path"])
 
     def pygobbler(self, concurrent: int) -> Callable[[Version, Path], Tuple[Run, Path]]:
         def fetch(v: Version, dest: Path) -> Tuple[Run, Path]:
             run = run_child(f"pygobbler concurrent={concurrent}",
-                            [sys.executable, "-c", PYG_CHILD, v.coords, self.nowhere, self.url,
+                            [common.python(), "-c", PYG_CHILD, v.coords, self.nowhere, self.url,
                              str(dest), str(concurrent)], child_env())
             return run, Path(run.info["path"])
         return fetch
@@ -382,7 +382,7 @@ class Tools:
         from urllib.parse import urlsplit
 
         u = urlsplit(self.url)
-        run = run_child("bare http.client", [sys.executable, "-c", BARE_CHILD, u.hostname,
+        run = run_child("bare http.client", [common.python(), "-c", BARE_CHILD, u.hostname,
                                              str(u.port), f"/fetch/{v.coords}/", str(dest),
                                              str(BARE_THREADS), *data_files(v.manifest)],
                         child_env())
@@ -519,7 +519,7 @@ def profile(out: Path, tools: Tools, versions: List[Version], targets: Path,
         for mode in (only,) if only else ("rest", "mounted"):
             dest = targets / f"profile-{mode}-{v.asset}"
             spy_run(out / f"ours-{mode}-{v.asset}",
-                    [sys.executable, "-c", OURS_CHILD, v.name, str(tools.toml)],
+                    [common.python(), "-c", OURS_CHILD, v.name, str(tools.toml)],
                     tools.ours_env(dest, rest=mode == "rest"), lambda: common.rmtree(dest))
             common.rmtree(dest)
 

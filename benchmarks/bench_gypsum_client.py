@@ -52,7 +52,7 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from common import add_repeat, bench_parser, workdir  # noqa: E402
+from common import add_repeat, bench_parser, python, workdir  # noqa: E402
 
 KiB, MiB = 1 << 10, 1 << 20
 TOKEN = "bench-admin-token"
@@ -170,7 +170,7 @@ def main() -> None:
                       f"{time.perf_counter() - t0:.1f} s")
                 shutil.rmtree(root / "src" / asset)
                 pin_env = {"ARTIFACTS_PY_DEPOT_PATH": str(root / "setup-depot")}
-                subprocess.run([sys.executable, "-c", PIN, str(toml), asset, url],
+                subprocess.run([python(), "-c", PIN, str(toml), asset, url],
                                env=child_env(**pin_env), check=True)
             for rtt in rtts:
                 with _link(service.port, rtt, args.rate) as link_url:
@@ -198,14 +198,14 @@ def _measure(args: Any, root: Path, shapes: List[Tuple[str, int, int]], toml: Pa
 
     contenders: Dict[str, Callable[[str, str], Tuple[List[str], Dict[str, str]]]] = {
         "artifacts_py.artifact": lambda asset, dest: (
-            [sys.executable, "-c", RESOLVE, asset, str(toml)],
+            [python(), "-c", RESOLVE, asset, str(toml)],
             child_env(ARTIFACTS_PY_DEPOT_PATH=dest, ARTIFACTS_PY_GYPSUM_URL=url)),
         "artifacts_py.gypsum.save_version": lambda asset, dest: (
-            [sys.executable, "-c", OURS, "bench", asset, "v1", url, dest], child_env()),
+            [python(), "-c", OURS, "bench", asset, "v1", url, dest], child_env()),
         "gypsum_client concurrent=1": lambda asset, dest: (
-            [sys.executable, "-c", THEIRS, "bench", asset, "v1", url, dest, "1"], child_env()),
+            [python(), "-c", THEIRS, "bench", asset, "v1", url, dest, "1"], child_env()),
         "gypsum_client concurrent=8": lambda asset, dest: (
-            [sys.executable, "-c", THEIRS, "bench", asset, "v1", url, dest, "8"], child_env()),
+            [python(), "-c", THEIRS, "bench", asset, "v1", url, dest, "8"], child_env()),
     }
     contenders = {label: make for label, make in contenders.items()
                   if label == "artifacts_py.artifact" or not args.contender

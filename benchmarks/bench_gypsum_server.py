@@ -25,8 +25,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from common import (  # noqa: E402
-    Command, add_repeat, bench_parser, header, median_run, print_table, python_env, runs_note,
-    time_commands, workdir,
+    Command, add_repeat, bench_parser, header, median_run, print_table, python, python_env,
+    runs_note, time_commands, workdir,
 )
 from seaweed import ACCESS_KEY, SECRET_KEY, SeaweedFS, weed_binary  # noqa: E402
 
@@ -105,7 +105,7 @@ def main() -> None:
                     lists[label] = path
                 commands: Dict[str, Command] = {
                     f"{label} {count} x {size >> 10} KiB": (
-                        [sys.executable, "-c", READER, str(lists[label]), str(threads),
+                        [python(), "-c", READER, str(lists[label]), str(threads),
                          str(count * size)], env, str(scratch))
                     for label in ("direct", "gypsum")}
                 times = time_commands(commands, args.repeat)

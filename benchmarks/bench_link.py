@@ -196,7 +196,7 @@ class Tools:
                 "ARTIFACTS_PY_MAX_CONNECTIONS": str(max_connections)}
             env = child_env(ARTIFACTS_PY_DEPOT_PATH=str(dest), ARTIFACTS_PY_GOBBLER_URL=url,
                             ARTIFACTS_PY_GOBBLER_REGISTRY=self.nowhere, **extra)
-            run = run_child("artifacts_py", [sys.executable, "-c", OURS_CHILD, v.name,
+            run = run_child("artifacts_py", [common.python(), "-c", OURS_CHILD, v.name,
                                              str(self.toml)], env)
             return run, Path(run.info.get("path", dest))
         return fetch
@@ -204,7 +204,7 @@ class Tools:
     def pygobbler(self, concurrent: int) -> Fetch:
         def fetch(v: Version, dest: Path, url: str) -> Tuple[Run, Path]:
             run = run_child(f"pygobbler concurrent={concurrent}",
-                            [sys.executable, "-c", PYG_CHILD, v.coords, self.nowhere, url,
+                            [common.python(), "-c", PYG_CHILD, v.coords, self.nowhere, url,
                              str(dest), str(concurrent)], child_env())
             return run, Path(run.info.get("path", dest))
         return fetch

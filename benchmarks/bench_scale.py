@@ -102,7 +102,7 @@ class Tools:
         """Our cold REST resolution; ``info["rss"]`` is its peak RSS in bytes (if measurable)."""
         env = child_env(ARTIFACTS_PY_DEPOT_PATH=str(dest), ARTIFACTS_PY_GOBBLER_URL=self.url,
                         ARTIFACTS_PY_GOBBLER_REGISTRY=self.resolve.nowhere)
-        argv = [sys.executable, "-c", OURS_CHILD, v.name, str(self.toml)]
+        argv = [common.python(), "-c", OURS_CHILD, v.name, str(self.toml)]
         rss = self.root / "rss.txt"
         if os.path.exists(TIME):
             argv = [TIME, "-f", "%M", "-o", str(rss), *argv]
@@ -133,7 +133,7 @@ class Tools:
 
     def interpreter(self, v: Version, dest: Path) -> Tuple[Run, Path]:
         """``python -c pass``: the start-up every Python contender pays (a reference row)."""
-        return run_child("python -c pass", [sys.executable, "-c", "pass"], child_env()), dest
+        return run_child("python -c pass", [common.python(), "-c", "pass"], child_env()), dest
 
     def pygobbler(self, v: Version, dest: Path) -> Tuple[Run, Path]:
         return self.link.pygobbler(8)(v, dest, self.url)

@@ -105,7 +105,7 @@ def main() -> int:
 
     # Bytecode as an installed package has it (the untimed warm-up run writes it).
     env = common.python_env(PYTHONDONTWRITEBYTECODE=None, PYTHONPATH=str(ROOT))
-    py, ours = shlex.quote(sys.executable), shlex.quote(OURS)
+    py, ours = shlex.quote(common.python()), shlex.quote(OURS)
     results = []
     with common.workdir(args.workdir, args.keep) as work:
         dest = work / "dest"

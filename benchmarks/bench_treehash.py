@@ -59,7 +59,7 @@ def git_tree_hash(tree: Path, git_dir: Path, env: Dict[str, str]) -> str:
 
 def our_tree_hash(tree: Path, env: Dict[str, str]) -> str:
     """``python -c`` computing the tree hash of ``tree``: what it prints."""
-    out = subprocess.run([sys.executable, "-c", OURS, str(tree)], env=env, check=True,
+    out = subprocess.run([common.python(), "-c", OURS, str(tree)], env=env, check=True,
                          capture_output=True, text=True)
     return out.stdout.strip()
 

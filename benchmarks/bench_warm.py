@@ -34,6 +34,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -86,7 +87,7 @@ def install_everything(root: Path, toml: Path, info: Dict[str, str], home: Path)
     # The default depot and ~/.fetch_artifacts of the fresh processes, under HOME.
     env = default_env(home)
     for code in (ours_code(), *([fa_code()] if common.have_peer("fetch_artifacts") else [])):
-        subprocess.run([sys.executable, "-c", code], env=env, cwd=toml.parent, check=True)
+        subprocess.run([common.python(), "-c", code], env=env, cwd=toml.parent, check=True)
     depot = home / ".cache" / "artifacts-py" / "artifacts" / info["git_tree_sha1"]
     assert depot.is_dir(), f"default depot not where expected: {depot}"
 
@@ -123,7 +124,15 @@ def big_toml(toml: Path) -> Path:
                  f"    sha256 = \"{hashlib.sha256(str(i).encode()).hexdigest()}\"\n")
     out = toml.with_name("Big.toml")
     out.write_text(text)
-    return out
+    return settled(out)
+
+
+def settled(toml: Path) -> Path:
+    """``toml`` with an mtime an hour ago, as a user's Artifacts.toml is: one written
+    seconds ago is parsed again by every process (artifacts_py._toml.RACY_SECONDS)."""
+    old = time.time() - 3600
+    os.utime(toml, (old, old))
+    return toml
 
 
 def fa_code() -> str:
@@ -176,7 +185,7 @@ def in_process(root: Path, toml: Path, info: Dict[str, str], quick: bool) -> boo
 
 def fresh_process(root: Path, toml: Path, info: Dict[str, str], home: Path,
                   quick: bool) -> Tuple[bool, bool]:
-    py = sys.executable
+    py = common.python()
     cwd = str(toml.parent)
     dflt = default_env(home)
     with_env = dict(dflt, ARTIFACTS_PY_DEPOT_PATH=str(root / "depot"))
@@ -264,6 +273,7 @@ def main() -> int:
         home.mkdir()
         with common.serve_directory(root / "www", root / "server") as (url, server):
             info = build(root, url, toml)
+            settled(toml)
             install_everything(root, toml, info, home)
         print(f"   installed from {server}; server stopped: every hit below is offline")
         ok_a = in_process(root, toml, info, args.quick)

@@ -8,7 +8,8 @@
 * timing: :func:`median_of`, :func:`per_call`, :func:`time_commands`
   (every figure is a median; :func:`add_repeat` for ``--repeat``), and
   :func:`hash_floor` (what verifying costs here, before any I/O);
-* :func:`child_python_env`: a timed ``python -c`` child's environment;
+* :func:`python` and :func:`child_python_env`: a timed ``python -c`` child's
+  interpreter (a bare venv, as users have it) and environment;
 * data: :func:`write_random`, :func:`write_text_like`, :func:`make_small_tree`;
 * output: :func:`print_table` (absolute times and ratios) and :func:`verdict`
   (PASS/MISS against a target; printed, never asserted).
@@ -134,6 +135,36 @@ def child_python_env(pycache: Path, **overrides: Optional[str]) -> Dict[str, str
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTS_PY_")}
     return python_env(env, **{"PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": None,
                               "PYTHONPYCACHEPREFIX": str(pycache), **overrides})
+
+
+@functools.lru_cache(maxsize=None)
+def python() -> str:
+    """The interpreter every timed Python child runs on: this one, as users have it.
+
+    A bare venv of this interpreter (``<workdir>/python-X.Y``, made once):
+    its start-up runs no ``.pth`` hook of this machine's site-packages (this
+    sandbox's imports certifi for its CA bundle, and the editable install's
+    finder imports pathlib and urllib.parse: ~30 ms per process that a
+    user's venv does not pay, and which hid imports of ours). One ``.pth``
+    line each makes this repository and the installed packages (our
+    dependencies, the peers) importable, after the standard library.
+    """
+    import site
+    import venv
+
+    home = Path(DEFAULT_WORKDIR) / f"python-{sys.version_info[0]}.{sys.version_info[1]}"
+    exe = home / "bin" / "python"
+    paths = [str(REPO), *site.getsitepackages()]
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        paths.append(site.getusersitepackages())
+    ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    pth = home / "lib" / ver / "site-packages" / "_bench_paths.pth"
+    want = "\n".join(paths) + "\n"
+    if not exe.exists() or not pth.exists() or pth.read_text() != want:
+        rmtree(home)
+        venv.EnvBuilder(with_pip=False, symlinks=True).create(home)
+        pth.write_text(want)
+    return str(exe)
 
 
 # --------------------------------------------------------------------- peers
@@ -539,6 +570,6 @@ def header(name: str, quick: bool, extra: str = "") -> None:
     import platform
 
     print(f"== {name} {'(--quick)' if quick else ''}")
-    print(f"   python {platform.python_version()} on {platform.machine()}, {load_note()}"
-          f"{', ' + extra if extra else ''}")
+    print(f"   python {platform.python_version()} on {platform.machine()} (children: a bare venv, "
+          f"{python()}), {load_note()}{', ' + extra if extra else ''}")
     sys.stdout.flush()

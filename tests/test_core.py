@@ -77,6 +77,8 @@ def test_hit_is_a_few_stats_and_imports_nothing_heavy(tarball, tmp_path, isolate
     with FaultyServer() as server:
         url = server.add("/a.tar.gz", data)
         toml = write_toml(tmp_path / "Artifacts.toml", "Data", tree, [(url, sha)])
+        old = os.stat(toml).st_mtime - 60  # not just written: its parse is cached
+        os.utime(toml, (old, old))
         path = artifacts_py.artifact("Data", toml)
     # Tamper with the installed tree: a hit must not notice (no hashing).
     os.chmod(path, 0o755)
@@ -89,8 +91,8 @@ def test_hit_is_a_few_stats_and_imports_nothing_heavy(tarball, tmp_path, isolate
         import artifacts_py
         p = artifacts_py.artifact("Data", {str(toml)!r})
         p2 = artifacts_py.artifact("Data/data/values.csv")  # found through ARTIFACTS_PY_TOML
-        heavy = sorted(m for m in ("requests", "tomlkit", "filelock", "urllib3", "tqdm")
-                       if m in sys.modules)
+        heavy = sorted(m for m in ("requests", "tomlkit", "filelock", "urllib3", "tqdm",
+                                   "tomllib", "hashlib", "logging") if m in sys.modules)
         touched = [e for e in events if {str(path)!r} in e[1]]
         print(json.dumps({{"path": str(p), "p2": str(p2), "heavy": heavy, "touched": touched}}))
     """)
@@ -103,6 +105,36 @@ def test_hit_is_a_few_stats_and_imports_nothing_heavy(tarball, tmp_path, isolate
     assert got["p2"] == str(path / "data" / "values.csv")
     assert got["heavy"] == []
     assert got["touched"] == []
+
+
+def test_a_toml_changed_in_the_same_second_with_the_same_size_is_seen(tmp_path,
+                                                                      isolated_depot):
+    """The parse cache in the depot never keeps a just-written Artifacts.toml (coarse
+    mtimes could hide the next edit); an older one is kept, and an edit re-parses it."""
+    from artifacts_py import _toml
+
+    toml = write_toml(tmp_path / "Artifacts.toml", "Data", "a" * 40)
+    cache = Path(_toml._cache_file(str(toml)))
+    code = ("import sys, artifacts_py; print(artifacts_py.artifact_hash('Data', sys.argv[1]), "
+            "'tomllib' in sys.modules)")
+
+    def fresh() -> list:
+        out = subprocess.run([sys.executable, "-c", code, str(toml)], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    assert fresh() == ["a" * 40, "True"] and not cache.exists()  # written just now
+    st = os.stat(toml)
+    toml.write_text(toml.read_text().replace("a" * 40, "b" * 40))  # same size
+    os.utime(toml, ns=(st.st_atime_ns, st.st_mtime_ns))  # and mtime: one FAT tick
+    assert fresh() == ["b" * 40, "True"]
+    old = st.st_mtime - 60
+    os.utime(toml, (old, old))
+    assert fresh() == ["b" * 40, "True"] and cache.exists()  # settled: cached
+    assert fresh() == ["b" * 40, "False"]  # read from the cache, no parser
+    toml.write_text(toml.read_text().replace("b" * 40, "c" * 40))  # a later edit
+    assert fresh() == ["c" * 40, "True"]
 
 
 def test_slash_form_returns_path_inside(http_server, tarball, tmp_path):

@@ -402,7 +402,8 @@ def test_a_version_of_small_files_installs_over_rest_without_urllib3(gob, tmp_pa
     and without proxy variables neither is urllib.request (with http.client, ~20 ms)."""
     toml, _ = _publish(gob, tmp_path, "lean", files={"matrix.csv": b"1,2\n", "sub/b é.txt": b"b"})
     env = {k: v for k, v in os.environ.items() if k[-6:].lower() != "_proxy"}
-    env.update(ARTIFACTS_PY_DEPOT_PATH=str(tmp_path / "d"),
+    env.update(no_proxy="127.0.0.1,localhost",  # alone, it asks for no proxy
+               ARTIFACTS_PY_DEPOT_PATH=str(tmp_path / "d"),
                ARTIFACTS_PY_GOBBLER_REGISTRY=str(tmp_path / "not-mounted"))
     code = ("import sys, artifacts_py; p = artifacts_py.artifact('Data', sys.argv[1]); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'urllib3' "
@@ -554,7 +555,7 @@ def test_pin_latest_of_an_asset_with_no_latest_version_says_so(gob, tmp_path):
 
 def test_publish_check_names_files_the_manifest_disagrees_with(gob, tmp_path):
     from artifacts_py.publish import _check_uploaded, gobbler_view, hash_view
-    from artifacts_py.tomlmodel import GobblerSource
+    from artifacts_py.gobbler.protocol import GobblerSource
 
     _, pub = _publish(gob, tmp_path, "check")
     src = tmp_path / "src-check-v1"

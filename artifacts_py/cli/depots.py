@@ -99,7 +99,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
     from ..overrides import is_overridden
     from ..store import remove_artifact
     from ..tomlmodel import ArtifactsFile, load_file
-    from ..treehash import is_sha1_hex
+    from ..depot import is_sha1_hex
 
     first = depot.depot_stack()[0]
     f: Optional[ArtifactsFile] = None
@@ -192,7 +192,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
     for t in report.temp_removed:
         print(f"{verb} leftover {t}")
     if report.client_cache_bytes:
-        print(f"{verb} the Gobbler client cache ({human(report.client_cache_bytes)})")
+        print(f"{verb} the registry clients' and parsed-TOML caches "
+              f"({human(report.client_cache_bytes)})")
     print(f"{verb} {len(report.removed)} artifact(s), {human(report.freed_bytes)}; "
           f"kept {len(report.kept)}")
     return 0

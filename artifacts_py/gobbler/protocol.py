@@ -15,6 +15,7 @@ from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Se
                     TypedDict)
 
 from ..errors import GobblerError, GobblerNotFoundError
+from ..tomlmodel import url_problem as url_problem  # also the gypsum table's check
 
 TABLE_KEYS = ("project", "asset", "version", "url", "registry")
 
@@ -91,22 +92,6 @@ def parse_table(table: object, bad: Callable[[str, str], Exception]) -> GobblerS
             raise bad(problem, "gobbler.url")
     return GobblerSource(table["project"], table["asset"], table["version"], url,
                          table.get("registry"))
-
-
-def url_problem(url: str) -> Optional[str]:
-    """Why ``url`` is not a usable http(s) service URL, or None."""
-    if not url.startswith(("http://", "https://")):
-        return f"{url!r} must be an http:// or https:// URL of the service"
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that does not parse
-    except ValueError as e:
-        return f"{url!r} is not a valid URL ({e})"
-    if not parts.hostname:
-        return f"{url!r} has no host name"
-    return None
 
 
 def fetch_url(url: str, path: str) -> str:

@@ -122,7 +122,7 @@ def parse_table(table: object, bad: Any) -> GypsumSource:
             raise bad(problem, f"gypsum.{k}")
     url = table.get("url")
     if url is not None:
-        from ..gobbler.protocol import url_problem
+        from ..tomlmodel import url_problem
 
         problem = url_problem(url) if isinstance(url, str) else "must be a string"
         if problem:
