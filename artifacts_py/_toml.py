@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshal
 import os
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Iterator, Mapping, Tuple
 
 from .errors import ArtifactsTomlError
 
@@ -33,27 +33,52 @@ Signature = Tuple[int, int, int]  # (mtime_ns, size, inode)
 # (FAT: 2 s) an edit in the same tick that keeps the size would go unseen (git's "racy"
 # entries). Later edits then always change the mtime.
 RACY_SECONDS = 3
+CACHE_FORMAT = 2  # (format, signature, {table name: marshalled table})
 
 
-def load_toml_file(path: str, signature: Signature) -> Dict[str, Any]:
+def load_toml_file(path: str, signature: Signature) -> Mapping[str, Any]:
     """Parse the TOML file at ``path`` (whose stat gave ``signature``), through the cache.
 
     The cache entry is keyed by the file's absolute path and holds its
-    signature: any change of mtime, size or inode re-parses. Values marshal
-    cannot hold (TOML dates) simply skip the cache.
+    signature: any change of mtime, size or inode re-parses. Each top-level
+    table is marshalled on its own and read back only when asked for (a hit
+    in a 1,000-entry file reads one). Values marshal cannot hold (TOML dates)
+    simply skip the cache.
     """
     cache = _cache_file(path)
     try:
         with open(cache, "rb") as f:
-            cached_signature, data = marshal.loads(f.read())
-        if tuple(cached_signature) == signature and isinstance(data, dict):
-            return data
+            form, cached_signature, tables = marshal.loads(f.read())
+        if form == CACHE_FORMAT and tuple(cached_signature) == signature and \
+                isinstance(tables, dict) and all(type(v) is bytes for v in tables.values()):
+            return Tables(tables)
     except (OSError, ValueError, EOFError, TypeError):
         pass
     data = parse_toml(_read(path), path)
     if settled(signature):
         _store(cache, signature, data)
     return data
+
+
+class Tables(Mapping[str, Any]):
+    """A cached file's top-level tables, each unmarshalled when first looked up."""
+
+    def __init__(self, marshalled: Dict[str, bytes]) -> None:
+        self._marshalled = marshalled
+        self._loaded: Dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._loaded[name]
+        except KeyError:
+            value = self._loaded[name] = marshal.loads(self._marshalled[name])
+            return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._marshalled)
+
+    def __len__(self) -> int:
+        return len(self._marshalled)
 
 
 def settled(signature: Signature) -> bool:
@@ -82,7 +107,8 @@ def _cache_file(path: str) -> str:
 def _store(cache: str, signature: Signature, data: Dict[str, Any]) -> None:
     """Write the cache entry atomically; any failure (a read-only depot, a date) is ignored."""
     try:
-        blob = marshal.dumps((signature, data))
+        blob = marshal.dumps((CACHE_FORMAT, signature,
+                              {k: marshal.dumps(v) for k, v in data.items()}))
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         tmp = f"{cache}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:

@@ -187,7 +187,7 @@ def parse_binding(raw: Mapping[str, Any], name: str, path: str, where: str = "")
 class ArtifactsFile:
     """A parsed Artifacts.toml: names to (selected) entries, errors kept per name."""
 
-    def __init__(self, path: PathLike, data: Optional[Dict[str, Any]] = None,
+    def __init__(self, path: PathLike, data: Optional[Mapping[str, Any]] = None,
                  platform: Any = None, signature: Optional[Tuple[int, int, int]] = None) -> None:
         self.path = Path(path)
         self.platform = platform

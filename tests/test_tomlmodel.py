@@ -499,6 +499,36 @@ def test_values_marshal_cannot_hold_skip_the_cache(tmp_path, isolated_depot):
         not list((isolated_depot / "cache" / "toml").glob("*.marshal"))
 
 
+@pytest.mark.parametrize("stale", [
+    b"not marshal at all",
+    "old",  # the first format: (signature, whole dict)
+    "not-bytes",  # tables that are not marshalled bytes
+])
+def test_a_stale_or_damaged_parse_cache_is_ignored_and_rewritten(tmp_path, isolated_depot,
+                                                                  stale):
+    import marshal
+    import os
+
+    from artifacts_py import _toml, tomlmodel
+
+    toml = _big_toml(tmp_path / "Artifacts.toml", n=5)
+    old = toml.stat().st_mtime - 60
+    os.utime(toml, (old, old))
+    cache = _toml._cache_file(str(toml))
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    data = {f"Art{i}": {"git-tree-sha1": f"{i:040x}"} for i in range(5)}
+    blob = {"old": lambda: marshal.dumps((_sig(toml), data)),
+            "not-bytes": lambda: marshal.dumps((_toml.CACHE_FORMAT, _sig(toml), data))}
+    with open(cache, "wb") as f:
+        f.write(blob[stale]() if isinstance(stale, str) else stale)
+    f = tomlmodel.ArtifactsFile(toml, signature=_sig(toml))
+    assert f.entry("Art3").git_tree_sha1 == f"{3:040x}" and f.names()[0] == "Art0"
+    again = tomlmodel.ArtifactsFile(toml, signature=_sig(toml))  # from the rewritten cache
+    assert isinstance(again.data, _toml.Tables) and again.entry("Art4").metadata == {
+        "description": "artifact 4"}
+    assert "Art9" not in again and sorted(again.names()) == [f"Art{i}" for i in range(5)]
+
+
 def _sig(path):
     st = path.stat()
     return (st.st_mtime_ns, st.st_size, st.st_ino)
