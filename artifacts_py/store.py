@@ -168,9 +168,10 @@ def _readable(e: OSError, tmp: Path, label: str) -> OSError:
     tree = os.path.join(tmp, "tree")
     if name.startswith(tree + os.sep):
         name = f"writing {name[len(tree) + 1:]!r}"
-    elif name == tree or name.startswith(f"{tmp}{os.sep}") or name == str(tmp):
+    elif name == str(tmp) or name.startswith(f"{tmp}{os.sep}"):
         name = "in its temp dir"
-    err = InstallError(f"{label}: {name + ': ' if name else ''}{e.strerror or e}"
+    text = e.strerror or str(e).replace(f"{tree}{os.sep}", "").replace(str(tmp), "its temp dir")
+    err = InstallError(f"{label}: {name + ': ' if name else ''}{text}"
                        f"{_ADVICE.get(e.errno or 0, '')}")
     err.errno = e.errno
     return err

@@ -258,6 +258,8 @@ def test_system_errors_in_the_temp_dir_are_named_within_the_tree(tmp_path):
                         "raise the open-file limit (ulimit -n) or lower "
                         "ARTIFACTS_PY_MAX_CONNECTIONS")
     assert err.errno == errno.EMFILE and isinstance(err, artifacts_py.InstallError)
+    bare = OSError(f"cannot write {tmp / 'tree' / 'd' / 'g.bin'} or {tmp}")  # no errno
+    assert str(_readable(bare, tmp, "src")) == "src: cannot write d/g.bin or its temp dir"
     own = GobblerError("gobbler http://x: HTTP 500")
     assert _readable(own, tmp, "gobbler http://x (p/a/v1)") is own
 

@@ -15,7 +15,7 @@ from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Se
                     TypedDict)
 
 from ..errors import GobblerError, GobblerNotFoundError
-from ..tomlmodel import url_problem as url_problem  # also the gypsum table's check
+from ..tomlmodel import url_problem
 
 TABLE_KEYS = ("project", "asset", "version", "url", "registry")
 
